@@ -15,6 +15,7 @@ Pure. Implements policy §2–§3 on top of the signals of ``rules/signals``:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from mailbot.model import APPLICATIONS, Hit
@@ -23,6 +24,7 @@ from mailbot.reading import Reading, SignalHit
 APP_SIGNALS = {app: (f"apps.{app}", f"apps.{app}-feature") for app in APPLICATIONS}
 LOCAL_SIGNALS = ("equipment.local", "equipment.pc", "equipment.headset", "equipment.network",
                  "equipment.local-software")
+_SELF_SUFFICIENT = re.compile(r"appel|call|sonn|joignable|présent|present|réception|plateforme", re.I)
 _SOFT_FAILURES = {"pas accès", "pas d'accès", "plus accès", "n'apparaît pas", "no access",
                   "question", "problème", "souci", "soucis", "pb", "issue", "problem"}
 
@@ -66,11 +68,11 @@ def state_of(hit: SignalHit, reading: Reading, states: dict[int, str]) -> str:
     s = states.get(hit.clause)
     if s:
         return s
-    # no state word in the clause: the sentence's state, if unanimous
-    sentence_states = {states[c] for c in {x.clause for x in reading.hits if x.sentence == hit.sentence}
-                       if c in states}
-    if len(sentence_states) == 1:
-        return sentence_states.pop()
+    # no state word in the clause: failing if the sentence says something
+    # fails ("le téléphone du poste 3, écran noir"); "works" is only ever
+    # read in the thing's own clause.
+    if _sentence_fails(reading, hit.sentence, states):
+        return "failing"
     return "neutral"
 
 
@@ -83,6 +85,14 @@ def reception_hits(reading: Reading, states: dict[int, str]) -> list[SignalHit]:
         clause_text = reading.clause_text(h.clause).lower()
         # "le bandeau n'affiche plus aucun appel": a display, not reception
         if "affich" in clause_text and reading.in_clause(h.clause, "apps.bandeau", "apps.bandeau-feature"):
+            continue
+        # "on n'arrive plus à réécouter": "cannot", not calls arriving
+        nxt = reading.doc[h.end].norm_ if h.end < len(reading.doc) else ""
+        if nxt in ("a", "à") and "arriv" in h.text.lower():
+            continue
+        # "je ne reçois plus les messages": reception of calls needs call words
+        if h.signal == "calls.reception-lost" and not _SELF_SUFFICIENT.search(h.text) and \
+                not reading.in_sentence(h.sentence, "calls.call", "calls.line"):
             continue
         # personal distribution ("ne me sont plus distribués") is the Bandeau status
         if h.signal == "calls.reception-partial" or h.text.lower() in ("aucun appel", "no call", "no calls"):
@@ -109,6 +119,7 @@ def classify_case(reading: Reading, weights: dict[str, float]) -> Case:
         return Case("A", None, False, trace, states)
 
     # ---- applications: names and functions that fail (or are neutral)
+    local_spans = [(h.start, h.end) for h in reading.of(*LOCAL_SIGNALS, "equipment.sisamu")]
     scores: dict[str, float] = {}
     first_pos: dict[str, int] = {}
     app_hits: dict[str, list[SignalHit]] = {}
@@ -116,6 +127,13 @@ def classify_case(reading: Reading, weights: dict[str, float]) -> Case:
         for h in reading.of(*sigs):
             st = state_of(h, reading, states)
             if st == "working":
+                continue
+            # "le portail d'entrée du parking": a longer local name wins
+            if any(s <= h.start and h.end <= e and (e - s) > (h.end - h.start) for s, e in local_spans):
+                continue
+            # "le fichier Excel des statistiques": the head noun is the local thing
+            if any(e <= h.start <= e + 2 and reading.doc[e].norm_ in ("de", "des", "du", "d")
+                   for s, e in local_spans):
                 continue
             w = weights.get(h.signal, 1.0)
             if st == "failing":
@@ -125,7 +143,10 @@ def classify_case(reading: Reading, weights: dict[str, float]) -> Case:
             app_hits.setdefault(app, []).append(h)
 
     # ---- local IT (cas D) evidence
-    local_hits = [h for h in reading.of(*LOCAL_SIGNALS) if state_of(h, reading, states) != "working"]
+    # "écran", "logo" in a sentence about a desk phone belong to the phone
+    hw_sentences = {h.sentence for h in reading.of("equipment.sisamu")}
+    local_hits = [h for h in reading.of(*LOCAL_SIGNALS)
+                  if state_of(h, reading, states) != "working" and h.sentence not in hw_sentences]
     not_ours = reading.of("state.not-ours")
     corrections = reading.of("state.correction")
     local_after_correction = [h for h in local_hits + not_ours
@@ -133,14 +154,28 @@ def classify_case(reading: Reading, weights: dict[str, float]) -> Case:
     app_working = any(state_of(h, reading, states) == "working"
                       for app, sigs in APP_SIGNALS.items() for h in reading.of(*sigs))
 
-    if not_ours or local_after_correction:
-        cue = (not_ours or local_after_correction)[0]
-        if not_ours or app_working or local_after_correction:
-            trace.append(Hit(cue.signal, cue.text, "cas"))
-            return Case("D", None, False, trace, states)
+    local_failing = [h for h in local_hits if state_of(h, reading, states) == "failing"]
+    if not_ours or local_after_correction or (app_working and local_failing):
+        cue = (not_ours or local_after_correction or local_failing)[0]
+        trace.append(Hit(cue.signal, cue.text, "cas"))
+        return Case("D", None, False, trace, states)
 
     request = is_request(reading, states)
-    hw_hits = [h for h in reading.of("equipment.sisamu") if state_of(h, reading, states) != "working"]
+    hw_hits = [h for h in reading.of("equipment.sisamu")
+               if state_of(h, reading, states) != "working"
+               and (request or _sentence_fails(reading, h.sentence, states))]
+
+    # an application whose name is only said to work is not the problem
+    for app in list(scores):
+        names = reading.of(APP_SIGNALS[app][0])
+        if names and all(state_of(h, reading, states) == "working" for h in names) and \
+                not any(h.signal == APP_SIGNALS[app][0] for h in app_hits[app]):
+            del scores[app]
+    # the subject names a local device and the application only by a function word
+    subject_local = [h for h in local_failing if reading.parts[h.part].name == "subject"]
+    for app in list(scores):
+        if subject_local and not any(h.signal == APP_SIGNALS[app][0] for h in app_hits[app]):
+            del scores[app]
 
     if scores:
         # portail as a bare word is weaker than a named other application
@@ -169,6 +204,11 @@ def classify_case(reading: Reading, weights: dict[str, float]) -> Case:
     else:
         trace.append(Hit("default#no-si-samu-cue", "", "cas"))
     return Case("D", None, False, trace, states)
+
+
+def _sentence_fails(reading: Reading, sentence: int, states: dict[int, str]) -> bool:
+    clauses = {h.clause for h in reading.hits if h.sentence == sentence}
+    return any(states.get(c) == "failing" for c in clauses)
 
 
 def is_request(reading: Reading, states: dict[int, str]) -> bool:

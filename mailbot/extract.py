@@ -25,7 +25,7 @@ _VERSION_AFTER = re.compile(
     r"^[\s:,(]*(?:esr\s*)?(?:\(?\s*(?:version|v\.?|vers\.?)\s*:?\s*)?(\d{2,3}(?:\.\d+){0,3}(?:\s?esr)?)\b", re.I)
 _VERSION_LINE = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:version(?: du navigateur)?|browser version)\s*:\s*(\d{2,3}(?:\.\d+){0,3}(?:esr)?)",
                            re.I | re.M)
-_LINES_RE = re.compile(r"(?<![\d.,:/h])(116\s?117|116\s?000|15|112|114|18|17|119|115)(?![\d.,:/h%])")
+_LINES_RE = re.compile(r"(?<![\d.,:/h])(116\s?117|116\s?000|15|112|114|18|17|119|115)(?!\d|[.,]\d|[:/h%])")
 _ERROR_QUOTED = re.compile(r"[«“\"]\s*([^«»“”\"\n]{3,160}?)\s*[»”\"]")
 _ERROR_CODE = re.compile(
     r"\b((?:erreur|error|err\.?)\s*:?\s*\d{3}\b[^.,;\n()«»\"]{0,60}|"
@@ -47,7 +47,7 @@ _USERS_PATTERNS = [
 ]
 _ME_AND = [
     (re.compile(r"\bmoi et mes\s+" + _N + r"\s+collègues", re.I), 1),
-    (re.compile(r"\bmes\s+" + _N + r"\s+collègues[^.]{0,30}\b(?:et moi|aussi)", re.I), 1),
+    (re.compile(r"\bmes\s+" + _N + r"\s+collègues[^.]{0,30}\b(?:et moi|aussi|ont le même|ont la même)", re.I), 1),
     (re.compile(r"\b(?:ma|mon)\s+(?:collègue|voisine?)(?:\s+\w+)?\s+et moi\b|\bmoi et (?:ma|mon)\s+(?:collègue|voisine?)\b|"
                 r"\bmy colleague and I\b", re.I), "2"),
 ]
@@ -127,7 +127,8 @@ class Extractor:
                 failing = self.r.in_clause(clause, "calls.reception-lost", "calls.reception-partial", "state.failure")
                 if working and not failing:
                     continue
-                if s not in sentences and not failing and not re.search(r"lignes?|ligne\(s\)|numéros?", ctext, re.I):
+                if s not in sentences and not failing and not re.search(
+                        r"lignes?|ligne\(s\)|numéros?|lines?|réception|plus d'appels|aucun appel", stext, re.I):
                     continue
                 for m in _LINES_RE.finditer(ctext):
                     if re.search(r"(?:SAMU|CRRA|poste|position|table|salle|pos\.)\s*$", ctext[:m.start()], re.I):
@@ -137,7 +138,6 @@ class Extractor:
                     v = re.sub(r"\s", "", m.group(1))
                     if v not in lines:
                         lines.append(v)
-            del stext
         if lines:
             self._set("impacted_lines", lines, words=", ".join(lines))
         partial = [h for h in rec if h.signal == "calls.reception-partial"]
@@ -307,7 +307,10 @@ class Extractor:
     def features(self, app: str | None) -> None:
         if not app:
             return
-        hits = [h for h in self.r.of(f"apps.{app}-feature") if self._not_working(h)]
+        # "connexion par carte CPS" is how one logs in, not a broken function
+        auth_clauses = {h.clause for h in self.r.of("fields.cps", "fields.otp", "fields.sms", "fields.mail")}
+        hits = [h for h in self.r.of(f"apps.{app}-feature") if self._not_working(h)
+                and not (h.clause in auth_clauses and h.text.lower() in ("connexion", "carte", "login", "se connecter"))]
         values: list[str] = []
         for h in hits:
             v = h.text
@@ -340,8 +343,9 @@ class Extractor:
         failing = [h for h in r.of("state.failure")]
         if tot and not part:
             self._set("selfcare_state", "total", tot[0])
-        elif failing and part:
-            self._set("selfcare_state", "partiel", part[0])
+        elif failing and (part or "working" in self.states.values()):
+            # "seul l'enregistrement échoue", "la consultation des règles marche"
+            self._set("selfcare_state", "partiel", part[0] if part else None, words="the rest works")
         elif tot:
             self._set("selfcare_state", "total", tot[0])
         for sig, value in (("fields.action-deactivate", "desactivation"), ("fields.action-activate", "activation"),
@@ -363,12 +367,14 @@ class Extractor:
         hits = [h for h in self.r.of("equipment.sisamu") if self._not_working(h)]
         if not hits:
             return
-        h = hits[0]
+        first_sentence = hits[0].sentence
+        h = max((x for x in hits if x.sentence == first_sentence), key=lambda x: (x.end - x.start, -x.start))
         text = self._text()
         tail = text[h.end_char: h.end_char + 80]
         m = re.match(r"((?:\s+(?:SI-Samu|du|de la|de l'|des|de|at|of|on|à la)\s+[\w'-]+(?:\s+\d+)?"
                      r"(?:\s+(?:de|du|de la)\s+[\w'-]+)?)*(?:\s*\([^)]{0,40}\))?)", tail)
         value = (text[h.start_char: h.end_char] + (m.group(1) if m else "")).strip()
+        value = re.sub(r"^(?:le|la|les|l'|the)\s*", "", value, flags=re.I)
         # include a qualifier before: "deux téléphones fixes", "The SI-Samu desk phone"
         before = text[max(0, h.start_char - 25): h.start_char]
         q = re.search(r"(?:\b(?:deux|trois|\d+|le|la|the)\s+(?:SI-Samu\s+)?)$", before, re.I)

@@ -82,7 +82,7 @@ class Normaliser:
     def norm(self, word: str) -> str:
         lower = word.lower().replace("’", "'")
         folded = fold_accents(self.lemma(lower))
-        if folded in self._known_norms or len(folded) < 5 or not folded.isalpha():
+        if folded in self._known_norms or len(folded) < 8 or not folded.isalpha():
             return folded
         if self._table.get(lower) is None:
             return self._typo(folded) or folded
@@ -94,12 +94,12 @@ class Normaliser:
             if not n.isalpha():
                 continue
             self._known_norms.add(n)
-            if len(n) >= 6:
+            if len(n) >= 8:
                 for i in range(len(n)):
                     self._deletes.setdefault(n[:i] + n[i + 1:], n)
 
     def _typo(self, word: str) -> str | None:
-        if len(word) < 6:
+        if len(word) < 8:
             return None
         if word in self._deletes:          # one letter missing in the text
             return self._deletes[word]
