@@ -120,5 +120,26 @@ def eval_(corpus: str, rules: str, quiet: bool) -> None:
             click.echo(f"  {m}")
 
 
+@main.command()
+@click.option("--samples", default=str(Path(__file__).resolve().parent.parent / "samples"), show_default=True,
+              type=click.Path(exists=True, file_okay=False), help="Folder of sample .eml files.")
+@click.option("--rules", default=str(DEFAULT_RULES_DIR), show_default=True)
+def demo(samples: str, rules: str) -> None:
+    """Triage the sample mails shipped in the repository and print a table."""
+    engine = _engine(rules)
+    files = sorted(Path(samples).glob("*.eml"))
+    click.echo(f"{'mail':<28} {'kind':<9} {'cas':<3} {'application':<12} {'crit':<4} missing")
+    click.echo("-" * 100)
+    for path in files:
+        mail = _parse_file(path)
+        v = engine.triage(mail)
+        click.echo(f"{path.name:<28} {v.kind:<9} {v.cas or '-':<3} {v.application or '-':<12} "
+                   f"{v.criticity or '-'!s:<4} {', '.join(v.missing) or '-'}")
+        click.echo(f"{'':<28} subject: {mail.subject[:70]}")
+        if v.fields:
+            click.echo(f"{'':<28} fields:  " + "; ".join(f"{k}={v.fields[k]}" for k in v.fields)[:140])
+    click.echo(f"\n{len(files)} mails triaged with the rules in {rules}")
+
+
 if __name__ == "__main__":
     main()
