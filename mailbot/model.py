@@ -114,6 +114,8 @@ class Verdict:
     missing: tuple[str, ...] = ()
     optional_missing: tuple[str, ...] = ()   # "if possible" fields not given (policy §6)
     is_request: bool = False
+    immediate: bool = False          # "now" was said (routing (de)activation)
+    failure_reported: bool = False   # a failure is reported (not only a request)
     trace: tuple[Hit, ...] = ()
     reason: str = ""   # for non-incidents and errors: why, in plain words
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from mailbot.classify import classify_case
+from mailbot.classify import Case, classify_case, clause_states
 from mailbot.extract import extract_fields
 from mailbot.kind import detect_kind
 from mailbot.model import Hit, ParsedMail, Verdict
 from mailbot.nlp import build_nlp
+from mailbot.policy import Facts, criticity, required_fields
 from mailbot.reading import Reader, Reading
 from mailbot.rulebook import Rulebook
 from mailbot.when import find_start_time, load_date_rules
@@ -46,29 +47,42 @@ class Engine:
             parts.append(("attachments", names, mail.date))
         return self.reader.read(parts)
 
-    def triage(self, mail: ParsedMail) -> Verdict:
+    def triage(self, mail: ParsedMail, context: Facts | None = None) -> Verdict:
+        """Judge one mail. ``context`` is the thread's ticket when the mail
+        answers one: its fields are then read for that case and application
+        (an answer "Chrome 130, carte CPS" has no case of its own)."""
         if mail.error:
             return Verdict(kind="noise", reason=mail.error, trace=(Hit("parse#error", mail.error, "kind"),))
         reading = self.read(mail)
         kind, kind_trace = detect_kind(mail, reading, self.own_addresses)
         if kind not in ("incident", "followup"):
             return Verdict(kind=kind, trace=tuple(kind_trace))
-        case = classify_case(reading, self.weights)
+        if context is not None and context.cas is not None:
+            case = Case(context.cas, context.application, context.is_request,
+                        [Hit("thread#context", f"{context.cas} {context.application or ''}".strip(), "cas")],
+                        clause_states(reading))
+        else:
+            case = classify_case(reading, self.weights)
         fields, field_trace = extract_fields(reading, case, mail)
         start = self._start_time(mail, reading)
         if start is not None and not case.is_request:
             fields = {"start_time": start.value, **fields}
             field_trace.insert(0, Hit(f"dates#{start.rule}", start.words, "field:start_time"))
-        if case.cas == "D":
+        if case.cas == "D" and kind == "incident":
             fields = {k: v for k, v in fields.items()
                       if k in ("start_time", "error_message", "device_type", "impact_scope", "users_impacted")}
         if kind == "followup":
             return Verdict(kind="followup", fields=fields, trace=tuple(kind_trace + field_trace))
-        criticity, crit_trace = self.criticity(case.cas, case.application, case.is_request, fields, reading)
-        missing, optional = self.missing(case.cas, case.application, case.is_request, fields, reading)
-        return Verdict(kind="incident", cas=case.cas, application=case.application, criticity=criticity,
+        facts = Facts(case.cas, case.application, fields, is_request=case.is_request,
+                      immediate=reading.has("state.immediate"),
+                      failure_reported=reading.has("state.failure"))
+        level, why = criticity(self.rulebook, facts)
+        crit_trace = [why] if why else []
+        missing, optional = required_fields(self.rulebook, facts)
+        return Verdict(kind="incident", cas=case.cas, application=case.application, criticity=level,
                        fields=fields, missing=tuple(missing), optional_missing=tuple(optional),
-                       is_request=case.is_request,
+                       is_request=case.is_request, immediate=facts.immediate,
+                       failure_reported=facts.failure_reported,
                        trace=tuple(kind_trace + case.trace + field_trace + crit_trace))
 
     # ------------------------------------------------------------------
@@ -81,53 +95,6 @@ class Engine:
                 if found is not None:
                     break
         return found
-
-    def is_immediate_routing(self, app: str | None, fields: dict[str, Any], reading: Reading) -> bool:
-        return (app == "selfcare" and fields.get("requested_action") in ("activation", "desactivation")
-                and reading.has("state.immediate"))
-
-    def criticity(self, cas: str | None, app: str | None, is_request: bool, fields: dict[str, Any],
-                  reading: Reading) -> tuple[int | None, list[Hit]]:
-        """Policy §4, in the order of ``rules/criticity.toml``."""
-        if cas not in ("A", "B", "C"):
-            return None, []
-        conditions = {
-            "cas_a": cas == "A",
-            "environment_formation": fields.get("environment") == "formation",
-            "selfcare_immediate": self.is_immediate_routing(app, fields, reading),
-            "bandeau_total": app == "bandeau" and fields.get("bandeau_state") == "total",
-            "impact_total": fields.get("impact_scope") == "total",
-            "request": is_request,
-            "unitary": cas == "B" and fields.get("impact_scope") == "unitaire",
-            "otherwise": True,
-        }
-        for rule in self.rulebook.criticity:
-            if conditions[rule.when]:
-                return rule.level, [Hit(f"criticity.toml#{rule.id}", rule.about, "criticity")]
-        return 2, []
-
-    def missing(self, cas: str | None, app: str | None, is_request: bool, fields: dict[str, Any],
-                reading: Reading) -> tuple[list[str], list[str]]:
-        """Policy §6: mandatory fields not given, and "if possible" ones."""
-        if cas not in ("A", "B", "C"):
-            return [], []
-        key = cas if cas != "B" else f"B.{app}"
-        immediate = self.is_immediate_routing(app, fields, reading) and not reading.has("state.failure")
-        if is_request or immediate:
-            mset = self.rulebook.request_mandatory.get(key)
-            if mset is None:
-                return [], []
-        else:
-            mset = self.rulebook.mandatory.get(key)
-            if mset is None:
-                return [], []
-        required = list(mset.mandatory)
-        for field_, if_field, values in mset.conditional:
-            if fields.get(if_field) in values:
-                required.append(field_)
-        missing = sorted({f for f in required if f not in fields})
-        optional = sorted({f for f in mset.optional if f not in fields})
-        return missing, optional
 
 
 def _clean_subject(subject: str) -> str:
