@@ -119,7 +119,8 @@ def classify_case(reading: Reading, weights: dict[str, float]) -> Case:
         return Case("A", None, False, trace, states)
 
     # ---- applications: names and functions that fail (or are neutral)
-    local_spans = [(h.start, h.end) for h in reading.of(*LOCAL_SIGNALS, "equipment.sisamu")]
+    local_spans = [(h.start, h.end) for h in reading.of(*LOCAL_SIGNALS, "equipment.sisamu",
+                                                         "apps.not-an-application")]
     scores: dict[str, float] = {}
     first_pos: dict[str, int] = {}
     app_hits: dict[str, list[SignalHit]] = {}

@@ -37,19 +37,21 @@ _WORD_NUMBERS = {"un": 1, "une": 1, "deux": 2, "trois": 3, "quatre": 4, "cinq": 
                  "huit": 8, "neuf": 9, "dix": 10, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
                  "six_": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
 _N = r"(\d{1,3}|un|une|deux|trois|quatre|cinq|six|sept|huit|neuf|dix|two|three|four|five|seven|eight|nine|ten)"
-_USERS_PATTERNS = [
-    # "4 ARM sur les 9", "3 of our 10 positions" (positions are not users: handled below)
-    (re.compile(_N + r"\s+(?:ARM|utilisateurs?|users?|agents?|opérateurs?|operators?|régulateurs?|"
-                r"médecins?|personnes?|collègues? cadres?|stagiaires?|cadres?)\b(?!\s+de\s+l)", re.I), 0),
-    (re.compile(r"\b(?:aucun|aucune)\s+des\s+" + _N + r"\s+\w+", re.I), 0),
-    (re.compile(r"\bnone of the\s+" + _N + r"\b", re.I), 0),
-    (re.compile(r"\b(?:on est|nous sommes|we are)\s+" + _N + r"\b", re.I), 0),
-]
+_PEOPLE = (r"(?:ARMs?|PARMs?|utilisateurs?|users?|agents?|opérateurs?|operators?|régulateurs?|"
+           r"médecins?(?:\s+régulateurs?)?|doctors?|personnes?|people|collègues?(?:\s+cadres?)?|stagiaires?|"
+           r"cadres?|superviseurs?|assistant(?:e)?s?|infirmi[eè]re?s?|secrétaires?|formateurs?|trainees?|"
+           r"regulation operators?|physicians?)")
+_COUNT = re.compile(r"(?<![\w/])" + _N + r"(?=\s+(?:de\s+nos\s+|of\s+(?:our|the)\s+)?" + _PEOPLE + r")", re.I)
+_HEADCOUNT = re.compile(
+    r"(?P<chain>(?<![\w/:.])" + _N + r"\s+(?:de\s+nos\s+|of\s+(?:our|the)\s+)?" + _PEOPLE + r"\b(?:\s+\w+){0,3}?"
+    r"(?:\s*(?:,|et|and|\+)\s*" + _N + r"\s+" + _PEOPLE + r"\b)*)"
+    r"(?P<me>\s*(?:,|et|and|\+)\s*(?:moi(?:-même)?|me|myself)\b)?", re.I)
+_OF_US = re.compile(r"\b" + _N + r"\s+(?:of us|d'entre nous)\b|\b(?:on est|nous sommes|we are)\s+" + _N + r"\b(?!\s*h)", re.I)
 _ME_AND = [
     (re.compile(r"\bmoi et mes\s+" + _N + r"\s+collègues", re.I), 1),
     (re.compile(r"\bmes\s+" + _N + r"\s+collègues[^.]{0,30}\b(?:et moi|aussi|ont le même|ont la même)", re.I), 1),
-    (re.compile(r"\b(?:ma|mon)\s+(?:collègue|voisine?)(?:\s+\w+)?\s+et moi\b|\bmoi et (?:ma|mon)\s+(?:collègue|voisine?)\b|"
-                r"\bmy colleague and I\b", re.I), "2"),
+    (re.compile(r"\b(?:ma|mon)\s+(?:collègue|voisine?|binôme)(?:\s+\w+)?\s+et moi\b|"
+                r"\bmoi et (?:ma|mon)\s+(?:collègue|voisine?|binôme)\b|\bmy colleague and I\b", re.I), "2"),
 ]
 
 
@@ -93,10 +95,11 @@ class Extractor:
             self.lines_and_reception()
             self.otn()
         self.impact()
+        if cas != "A":
+            self.environment()
         if cas in ("B", "D") or cas is None:
             self.browser()
             self.auth()
-            self.environment()
             self.reproducibility()
             self.device()
         if cas == "B":
@@ -172,7 +175,7 @@ class Extractor:
             self._set("impact_scope", explicit.group(1).lower(), words=explicit.group(0))
         total = [h for h in r.of("impact.total") if not self._negated_total(h)]
         partial = r.of("impact.partial")
-        unitary = r.of("impact.unitary")
+        unitary = [h for h in r.of("impact.unitary") if not self._negated(h)]
         unknown = r.of("impact.unknown")
         others_fine = [h for h in r.of("impact.others-fine")
                        if state_of(h, r, self.states) == "working"]
@@ -201,11 +204,19 @@ class Extractor:
         if users == 1:
             self._set("impact_scope", "unitaire", words="1 user")
 
+    def _negated(self, h: SignalHit) -> bool:
+        """ "ce n'est pas que moi", "not only me" """
+        before = self.r.doc[max(0, h.start - 2): h.start]
+        return any(t.norm_ in ("pas", "not") for t in before)
+
     def _negated_total(self, h: SignalHit) -> bool:
         # "aucun des 8 stagiaires" is total only when it is about failing
         return False
 
     def users(self) -> int | None:
+        """users_impacted: a head count said in the mail ("3 ARM et un médecin" = 4,
+        "les 12 stagiaires et moi-même" = 13, "only me" = 1). Posts and
+        positions are not users."""
         text = self._text()
         for rx, add in _ME_AND:
             m = rx.search(text)
@@ -213,22 +224,27 @@ class Extractor:
                 n = 2 if add == "2" else (_num(m.group(1)) or 0) + add
                 self._set("users_impacted", n, words=m.group(0))
                 return n
-        only = self.r.of("impact.only-me")
+        m = _OF_US.search(text)
+        n = _num(m.group(1) or m.group(2)) if m else None
+        if n:
+            self._set("users_impacted", n, words=m.group(0))
+            return n
+        for m in _HEADCOUNT.finditer(text):
+            before = text[max(0, m.start() - 30): m.start()].lower()
+            after = text[m.end(): m.end() + 40].lower()
+            # arrivals and new staff are a request's subject, not people affected
+            if re.search(r"nouvel|arriv|recrut|accueil", before + after):
+                continue
+            total = sum(_num(x) or 0 for x in _COUNT.findall(m.group("chain")))
+            if m.group("me"):
+                total += 1
+            if 0 < total <= 500:
+                self._set("users_impacted", total, words=m.group(0))
+                return total
+        only = [h for h in self.r.of("impact.only-me") if not self._negated(h)]
         if only:
             self._set("users_impacted", 1, only[0])
             return 1
-        for rx, _ in _USERS_PATTERNS:
-            for m in rx.finditer(text):
-                n = _num(m.group(1))
-                if n is None or n > 500:
-                    continue
-                ctx = text[max(0, m.start() - 40): m.end() + 40].lower()
-                if re.search(r"sur (?:les )?\d+ (?:en salle|présents)|(?:arrivent|arrivée|nouvelles?)", ctx) and \
-                        not re.search(r"sur les \d+", text[m.start(): m.end() + 15]):
-                    if re.search(r"arriv|nouvelle", ctx):
-                        continue
-                self._set("users_impacted", n, words=m.group(0))
-                return n
         return None
 
     def browser(self) -> None:
@@ -309,8 +325,15 @@ class Extractor:
             return
         # "connexion par carte CPS" is how one logs in, not a broken function
         auth_clauses = {h.clause for h in self.r.of("fields.cps", "fields.otp", "fields.sms", "fields.mail")}
-        hits = [h for h in self.r.of(f"apps.{app}-feature") if self._not_working(h)
+        hits = [h for h in self.r.of(f"features.{app}") if self._not_working(h)
+                and self.r.parts[h.part].name != "attachments"
                 and not (h.clause in auth_clauses and h.text.lower() in ("connexion", "carte", "login", "se connecter"))]
+        if app == "selfcare":
+            # Selfcare's functions are named by what fails, not by the routing asked for
+            hits = [h for h in hits if self.states.get(h.clause) == "failing"]
+        # "export CSV" and "export" at one place: keep the longer words
+        hits = [h for h in hits if not any(o is not h and o.start <= h.start and h.end <= o.end
+                                           and (o.end - o.start) > (h.end - h.start) for o in hits)]
         values: list[str] = []
         for h in hits:
             v = h.text
@@ -335,6 +358,9 @@ class Extractor:
                 if near:
                     self._set("phone_state", value, near[0], words=f"{h.text} … {near[0].text}")
                     return
+            if self.states.get(h.clause) == "working":
+                self._set("phone_state", "ras", h, words=f"{h.text} … works")
+                return
 
     def selfcare(self) -> None:
         r = self.r
@@ -348,13 +374,15 @@ class Extractor:
             self._set("selfcare_state", "partiel", part[0] if part else None, words="the rest works")
         elif tot:
             self._set("selfcare_state", "total", tot[0])
-        for sig, value in (("fields.action-deactivate", "desactivation"), ("fields.action-activate", "activation"),
-                           ("fields.action-add", "ajout"), ("fields.action-modify", "modification"),
-                           ("fields.action-delete", "suppression")):
-            hits = r.of(sig)
-            if hits:
-                self._set("requested_action", value, hits[0])
-                break
+        actions = {"fields.action-deactivate": "desactivation", "fields.action-activate": "activation",
+                   "fields.action-add": "ajout", "fields.action-modify": "modification",
+                   "fields.action-delete": "suppression"}
+        # the first action named is the one asked for ("ajouter une règle ... en cas de débordement")
+        hits = [h for h in r.of(*actions) if r.parts[h.part].name != "attachments"]
+        if hits:
+            # a longer phrase at the same place wins ("désactiver" over "activer")
+            first = min(hits, key=lambda h: (h.start, -(h.end - h.start)))
+            self._set("requested_action", actions[first.signal], first)
         names = r.of("fields.routing")
         if names:
             self._set("routing_name", names[0].text, names[0])

@@ -25,7 +25,7 @@ from spacy.tokens import Doc
 from mailbot.rulebook import Rulebook
 
 _SENTENCE_END = {".", "!", "?", ";", "…", "•", "·", "●", "▪", "→"}
-_CLAUSE_END = {",", ":", "(", ")", "-", "–", "—"}
+_CLAUSE_END = {",", ":", "-", "–", "—"}
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ REQUIRED_SIGNALS = (
     "fields.action-activate", "fields.action-deactivate", "fields.routing",
     "fields.otn", "fields.error-cue",
     "kind.out-of-office", "kind.auto-ack", "kind.resolved", "kind.spam",
+    "features.portail", "features.bandeau", "features.nice", "features.statistiques", "features.selfcare",
+    "apps.not-an-application",
 )
 
 FIELD_NAMES = (
