@@ -62,9 +62,33 @@ def _num(word: str) -> int | None:
     return _WORD_NUMBERS.get(w)
 
 
+class _TextOnly:
+    """A Reading whose hits leave out attachment names: a file name says which
+    application a mail is about, never a field's value (policy §6)."""
+
+    def __init__(self, reading: Reading) -> None:
+        self._r = reading
+        self._attachments = {i for i, p in enumerate(reading.parts) if p.name == "attachments"}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._r, name)
+
+    def of(self, *signals: str) -> list[SignalHit]:
+        return [h for h in self._r.of(*signals) if h.part not in self._attachments]
+
+    def has(self, *signals: str) -> bool:
+        return bool(self.of(*signals))
+
+    def in_clause(self, clause: int, *signals: str) -> list[SignalHit]:
+        return [h for h in self.of(*signals) if h.clause == clause]
+
+    def in_sentence(self, sentence: int, *signals: str) -> list[SignalHit]:
+        return [h for h in self.of(*signals) if h.sentence == sentence]
+
+
 class Extractor:
     def __init__(self, reading: Reading, case: Case, mail: ParsedMail) -> None:
-        self.r = reading
+        self.r = _TextOnly(reading)
         self.case = case
         self.mail = mail
         self.states = case.states
@@ -343,8 +367,19 @@ class Extractor:
             self._set("features", values, hits[0], words=", ".join(values))
 
     def bandeau_state(self) -> None:
-        tot = [h for h in self.r.of("fields.bandeau-total") if self._not_working(h)]
-        part = self.r.of("fields.bandeau-partial")
+        """total when the Bandeau itself is said to be down; partiel when some
+        of its functions fail (or the rest is said to work)."""
+        r = self.r
+        explicit = re.search(r"(?:[ée]tat du bandeau|bandeau_state)\s*:\s*(total|partiel)", self._text(), re.I)
+        if explicit:
+            self._set("bandeau_state", explicit.group(1).lower(), words=explicit.group(0))
+            return
+        name_sentences = {h.sentence for h in r.of("apps.bandeau")}
+        name_clauses = {h.clause for h in r.of("apps.bandeau")}
+        function_clauses = {h.clause for h in r.of("features.bandeau")}
+        tot = [h for h in r.of("fields.bandeau-total") if self._not_working(h)
+               and (h.clause in name_clauses or (h.sentence in name_sentences and h.clause not in function_clauses))]
+        part = r.of("fields.bandeau-partial")
         if tot:
             self._set("bandeau_state", "total", tot[0])
         elif part or self.fields.get("features"):
