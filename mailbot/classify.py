@@ -42,10 +42,14 @@ def clause_states(reading: Reading) -> dict[int, str]:
     """working / failing / neutral for each clause that has a state word."""
     failing_tokens: set[int] = set()
     states: dict[int, str] = {}
+    working = reading.of("state.working")
     for h in reading.of("state.failure", "calls.reception-lost"):
+        # "n'ont pas le problème" says it works, though it holds "problème"
+        if any(w.start <= h.start and h.end <= w.end and (w.end - w.start) > (h.end - h.start) for w in working):
+            continue
         failing_tokens.update(range(h.start, h.end))
         states[h.clause] = "failing"
-    for h in reading.of("state.working"):
+    for h in working:
         if failing_tokens.intersection(range(h.start, h.end)):
             continue
         # "ne marche pas", "n'arrivent pas": a negation just before.

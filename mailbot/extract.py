@@ -231,7 +231,7 @@ class Extractor:
     def _negated(self, h: SignalHit) -> bool:
         """ "ce n'est pas que moi", "not only me" """
         before = self.r.doc[max(0, h.start - 2): h.start]
-        return any(t.norm_ in ("pas", "not") for t in before)
+        return any(t.norm_ in ("pas", "not", "no", "sans", "aucun", "without") for t in before)
 
     def _negated_total(self, h: SignalHit) -> bool:
         # "aucun des 8 stagiaires" is total only when it is about failing
@@ -351,7 +351,7 @@ class Extractor:
         auth_clauses = {h.clause for h in self.r.of("fields.cps", "fields.otp", "fields.sms", "fields.mail")}
         hits = [h for h in self.r.of(f"features.{app}") if self._not_working(h)
                 and self.r.parts[h.part].name != "attachments"
-                and not (h.clause in auth_clauses and h.text.lower() in ("connexion", "carte", "login", "se connecter"))]
+                and not (h.clause in auth_clauses and h.text.lower().startswith(("connexion", "carte", "login", "se connect")))]
         if app == "selfcare":
             # Selfcare's functions are named by what fails, not by the routing asked for
             hits = [h for h in hits if self.states.get(h.clause) == "failing"]
@@ -389,7 +389,7 @@ class Extractor:
         for h in self.r.of("equipment.sisamu"):
             for sig, value in (("fields.phone-reboot", "redemarrage"), ("fields.phone-off", "arrete"),
                                ("fields.phone-ok", "ras")):
-                near = [x for x in self.r.of(sig) if x.sentence == h.sentence]
+                near = [x for x in self.r.of(sig) if x.sentence == h.sentence and not self._negated(x)]
                 if near:
                     self._set("phone_state", value, near[0], words=f"{h.text} … {near[0].text}")
                     return

@@ -26,6 +26,21 @@ CASES = [
      {"bandeau_state": "total", "impact_scope": "total", "browser": "edge", "auth_mode": "otp_sms",
       "start_time": "2026-11-17T08:30:00"}, []),
     ("ooo_no_header.eml", "autoreply", None, None, None, {}, []),
+    ("a_one_line_other_works.eml", "incident", "A", None, 1,
+     {"impacted_lines": ["15"], "reception": "nulle", "start_time": "2026-11-18T21:45:00"}, []),
+    ("b_portail_slow_everyone.eml", "incident", "B", "portail", 1,
+     {"impact_scope": "total", "auth_mode": "cps", "environment": "production", "browser_version": "128.3.1esr"},
+     ["features"]),
+    ("b_nice_unknown_impact.eml", "incident", "B", "nice", 2,
+     {"impact_scope": "inconnu", "browser": "edge", "browser_version": "130.0.2849.68",
+      "error_message": "Fichier introuvable", "reproducibility": "systematique"}, ["start_time"]),
+    ("b_stats_rights_request.eml", "incident", "B", "statistiques", 3, {}, []),
+    ("b_bandeau_others_fine.eml", "incident", "B", "bandeau", 3,
+     {"impact_scope": "unitaire", "auth_mode": "otp_sms", "phone_state": "ras", "bandeau_state": "partiel"}, []),
+    ("b_selfcare_deactivate_now.eml", "incident", "B", "selfcare", 1,
+     {"requested_action": "desactivation", "routing_name": "DEBORD_JOUR_SAMU12"}, []),
+    ("b_stats_english_two_users.eml", "incident", "B", "statistiques", 2,
+     {"users_impacted": 2, "impact_scope": "partiel", "start_time": "2026-11-18T15:00:00"}, []),
 ]
 
 
