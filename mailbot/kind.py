@@ -49,6 +49,9 @@ def detect_kind(mail: ParsedMail, reading: Reading, own_addresses: tuple[str, ..
     if _DAEMON.match(mail.from_addr) or (_BOUNCE_SUBJECT.search(mail.subject) and
                                          h("return-path").strip() in ("<>", "")):
         return "bounce", [Hit("headers#mailer-daemon", mail.from_addr or mail.subject, "kind")]
+    if "message/feedback-report" in mail.mime_types or "feedback-report" in report_type:
+        # ARF abuse report (RFC 5965): a robot's message about a robot's message
+        return "noise", [Hit("headers#feedback-report", "message/feedback-report", "kind")]
     if ctype == "multipart/report" and "disposition-notification" in report_type:
         return "autoreply", [Hit("headers#read-receipt", "message/disposition-notification", "kind")]
 
