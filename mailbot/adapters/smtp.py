@@ -1,11 +1,12 @@
 """SMTP sender over aiosmtplib: the production ``MailSender``.
 
-Import rule: ``mailbot.ports``, ``mailbot.errors``, ``aiosmtplib``, ``asyncio``
-and ``ssl``. No other adapter, no core module.
+Import rule: ``mailbot.errors``, ``aiosmtplib``, ``asyncio``, ``socket`` and
+``ssl``. No other adapter, no core module.
 
 ``send()`` is synchronous for its caller (the outbox job sends one row at a
-time): each call runs one aiosmtplib transaction in its own event loop with
-``asyncio.run``, so it must not be called from inside a running event loop.
+time): each call opens one TCP connection, runs one aiosmtplib transaction
+over it in its own event loop with ``asyncio.run``, and waits until the
+connection is closed. It must not be called from inside a running event loop.
 
 TLS (reliability note G9): aiosmtplib's default ``start_tls=None`` means
 "STARTTLS if the server offers it", so a stripped EHLO would silently send in
@@ -31,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Literal
@@ -45,6 +48,9 @@ log = logging.getLogger(__name__)
 Security = Literal["tls", "starttls", "none"]
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+
+# Upper bound on waiting for a connection to finish closing after a send.
+_CLOSE_WAIT_SECONDS = 2.0
 
 
 def _is_loopback(host: str) -> bool:
@@ -127,7 +133,13 @@ class SmtpSender:
         where = f"{s.host}:{s.effective_port}"
         message_id = message.get("Message-ID", "(no Message-ID)")
         try:
-            refused, _reply = asyncio.run(self._send(message))
+            # Our own TCP connection, handed to aiosmtplib, so that we can see
+            # when it is really closed (see _send) and close it in any case.
+            sock = socket.create_connection((s.host, s.effective_port), timeout=s.timeout)
+        except OSError as exc:
+            raise TransientDeliveryError(f"{message_id}: cannot connect to {where}: {exc}") from exc
+        try:
+            refused, _reply = asyncio.run(self._send(message, sock))
         except aiosmtplib.SMTPRecipientsRefused as exc:
             # Every recipient refused: permanent only if every refusal is 5xx.
             codes = [r.code for r in exc.recipients]
@@ -162,37 +174,37 @@ class SmtpSender:
             # ValueError. Here aiosmtplib found no sender or no recipient in
             # the headers, so the message can never be delivered as it is.
             raise PermanentDeliveryError(f"{message_id}: not deliverable as composed: {exc}") from exc
+        finally:
+            sock.close()
         if refused:
             log.warning("%s: %d recipient(s) refused by %s, sent to the others", message_id, len(refused), where)
         log.info("%s: accepted by %s", message_id, where)
 
-    async def _send(self, message: EmailMessage) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+    async def _send(
+        self, message: EmailMessage, sock: socket.socket
+    ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
         s = self._settings
         context = ssl.create_default_context(cafile=s.ca_file) if s.security != "none" else None
         try:
-            return await self._send_once(message, context)
+            return await aiosmtplib.send(
+                message,
+                sender=s.envelope_from,
+                hostname=s.host,  # still used for TLS server name checks
+                sock=sock,
+                username=s.username,
+                password=s.password,
+                local_hostname=s.local_hostname,
+                timeout=s.timeout,
+                use_tls=s.security == "tls",
+                start_tls=s.security == "starttls",
+                validate_certs=s.security != "none",
+                tls_context=context,
+            )
         finally:
-            # On errors aiosmtplib calls transport.close(), which releases the
-            # socket only on a later loop iteration; give it those iterations
-            # before asyncio.run() closes the loop (else: an unclosed socket).
-            for _ in range(3):
-                await asyncio.sleep(0)
-
-    async def _send_once(
-        self, message: EmailMessage, context: ssl.SSLContext | None
-    ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
-        s = self._settings
-        return await aiosmtplib.send(
-            message,
-            sender=s.envelope_from,
-            hostname=s.host,
-            port=s.effective_port,
-            username=s.username,
-            password=s.password,
-            local_hostname=s.local_hostname,
-            timeout=s.timeout,
-            use_tls=s.security == "tls",
-            start_tls=s.security == "starttls",
-            validate_certs=s.security != "none",
-            tls_context=context,
-        )
+            # aiosmtplib's close() only *starts* closing the transport (for
+            # TLS, a close_notify exchange with the peer follows). Let that
+            # finish before asyncio.run() closes the loop, or the socket would
+            # leak; bounded, since a dead peer never answers.
+            deadline = time.monotonic() + min(s.timeout, _CLOSE_WAIT_SECONDS)
+            while sock.fileno() != -1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
