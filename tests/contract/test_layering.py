@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "mailbot"
-CORE = ["model", "errors", "parsing", "quotes", "htmltext", "nlp", "rulebook", "reading", "kind", "policy", "masking",
+CORE = ["model", "errors", "parsing", "quotes", "htmltext", "nlp", "rulebook", "reading", "kind", "policy", "masking", "dialogue", "compose", "loops",
         "classify", "extract", "when", "triage", "evaluation"]
 FORBIDDEN = {"imapclient", "aiosmtplib", "aiosmtpd", "apscheduler", "sqlalchemy", "alembic", "psycopg",
              "sqlite3", "socket", "ssl", "smtplib", "imaplib", "asyncio", "http", "urllib", "requests",
