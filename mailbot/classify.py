@@ -83,7 +83,7 @@ def state_of(hit: SignalHit, reading: Reading, states: dict[int, str]) -> str:
 def reception_hits(reading: Reading, states: dict[int, str]) -> list[SignalHit]:
     """Hits saying calls do not reach the room, with call words nearby."""
     out = []
-    for h in reading.of("calls.reception-lost", "calls.reception-partial"):
+    for h in reading.of("calls.reception-lost", "calls.reception-partial", "calls.reception-problem"):
         if states.get(h.clause) == "working" and not _has_failure_in_clause(reading, h.clause):
             continue
         clause_text = reading.clause_text(h.clause).lower()
@@ -95,7 +95,7 @@ def reception_hits(reading: Reading, states: dict[int, str]) -> list[SignalHit]:
         if nxt in ("a", "à") and "arriv" in h.text.lower():
             continue
         # "je ne reçois plus les messages": reception of calls needs call words
-        if h.signal == "calls.reception-lost" and not _SELF_SUFFICIENT.search(h.text) and \
+        if h.signal in ("calls.reception-lost", "calls.reception-problem") and not _SELF_SUFFICIENT.search(h.text) and \
                 not reading.in_sentence(h.sentence, "calls.call", "calls.line"):
             continue
         # personal distribution ("ne me sont plus distribués") is the Bandeau status

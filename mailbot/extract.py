@@ -23,8 +23,9 @@ _BROWSERS = {
 _BROWSER_RE = re.compile(r"\b(firefox|ff|mozilla|google\s+chrome|chrome|chromium|microsoft\s+edge|edge|safari)\b", re.I)
 _VERSION_AFTER = re.compile(
     r"^[\s:,(]*(?:esr\s*)?(?:\(?\s*(?:version|v\.?|vers\.?)\s*:?\s*)?(\d{2,3}(?:\.\d+){0,3}(?:\s?esr)?)\b", re.I)
-_VERSION_LINE = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:version(?: du navigateur)?|browser version)\s*:\s*(\d{2,3}(?:\.\d+){0,3}(?:esr)?)",
-                           re.I | re.M)
+_VERSION_BARE = re.compile(r"\b(?:version|vers\.)\s*:?\s*(\d{2,3}(?:\.\d+){0,3}(?:\s?esr)?)\b", re.I)
+_STRONG_TOTAL = re.compile(r"inop[ée]rant|inutilisable|totalement|complètement|compl[eè]tement|totally|completely|"
+                           r"ne se lance|gris|blanche|plus rien|rien ne|aucun bouton", re.I)
 _LINES_RE = re.compile(r"(?<![\d.,:/h])(116\s?117|116\s?000|15|112|114|18|17|119|115)(?!\d|[.,]\d|[:/h%])")
 _ERROR_QUOTED = re.compile(r"[«“\"]\s*([^«»“”\"\n]{3,160}?)\s*[»”\"]")
 _ERROR_CODE = re.compile(
@@ -51,7 +52,8 @@ _ME_AND = [
     (re.compile(r"\bmoi et mes\s+" + _N + r"\s+collègues", re.I), 1),
     (re.compile(r"\bmes\s+" + _N + r"\s+collègues[^.]{0,30}\b(?:et moi|aussi|ont le même|ont la même)", re.I), 1),
     (re.compile(r"\b(?:ma|mon)\s+(?:collègue|voisine?|binôme)(?:\s+\w+)?\s+et moi\b|"
-                r"\bmoi et (?:ma|mon)\s+(?:collègue|voisine?|binôme)\b|\bmy colleague and I\b", re.I), "2"),
+                r"\bmoi et (?:ma|mon)\s+(?:collègue|voisine?|binôme)\b|\bmy colleague and I\b|"
+                r"\bme and (?:one|a|my) (?:colleague|co-worker)\b", re.I), "2"),
 ]
 
 
@@ -87,7 +89,8 @@ class _TextOnly:
 
 
 class Extractor:
-    def __init__(self, reading: Reading, case: Case, mail: ParsedMail) -> None:
+    def __init__(self, reading: Reading, case: Case, mail: ParsedMail, answering: bool = False) -> None:
+        self.answering = answering   # an answer in a thread, to our questions
         self.r = _TextOnly(reading)
         self.case = case
         self.mail = mail
@@ -144,7 +147,10 @@ class Extractor:
         rec = [h for h in self.r.of("calls.reception-lost", "calls.reception-partial")]
         sentences = {h.sentence for h in rec}
         lines: list[str] = []
-        for s in sorted(sentences | {h.sentence for h in self.r.of("calls.call")}):
+        candidates = sentences | {h.sentence for h in self.r.of("calls.call")}
+        if self.answering:   # "Le 15 seulement." answers our question
+            candidates |= set(self.r.token_sentence)
+        for s in sorted(candidates):
             stext = self.r.sentence_text(s)
             # a line said to work is not impacted: "le 15 fonctionne normalement"
             for clause in sorted({self.r.token_clause[i] for i in range(*self.r.sentence_span(s))}):
@@ -154,7 +160,8 @@ class Extractor:
                 failing = self.r.in_clause(clause, "calls.reception-lost", "calls.reception-partial", "state.failure")
                 if working and not failing:
                     continue
-                if s not in sentences and not failing and not re.search(
+                short_answer = self.answering and len(stext.split()) <= 6
+                if s not in sentences and not failing and not short_answer and not re.search(
                         r"lignes?|ligne\(s\)|numéros?|lines?|réception|plus d'appels|aucun appel", stext, re.I):
                     continue
                 for m in _LINES_RE.finditer(ctext):
@@ -199,10 +206,14 @@ class Extractor:
             self._set("impact_scope", explicit.group(1).lower(), words=explicit.group(0))
         total = [h for h in r.of("impact.total") if not self._negated_total(h)]
         partial = r.of("impact.partial")
-        unitary = [h for h in r.of("impact.unitary") if not self._negated(h)]
+        unitary = [h for h in r.of("impact.unitary") if not self._negated(h) and not self._and_others(h)]
         unknown = r.of("impact.unknown")
         others_fine = [h for h in r.of("impact.others-fine")
                        if state_of(h, r, self.states) == "working"]
+        # an answer that opens with "Je ne sais pas" answers the impact question
+        first_sentence = min((h.sentence for h in r.hits), default=-1)
+        if unknown and self.answering and unknown[0].sentence == first_sentence:
+            self._set("impact_scope", "inconnu", unknown[0])
         if unknown and any(u.sentence == x.sentence for u in unknown
                            for x in r.of("impact.partial", "impact.others-fine", "impact.total")) or \
                 (unknown and re.search(r"(?:impact|combien|touchés?)[^\n]{0,40}(?:ne sais pas|sait pas|not sure)",
@@ -231,7 +242,16 @@ class Extractor:
     def _negated(self, h: SignalHit) -> bool:
         """ "ce n'est pas que moi", "not only me" """
         before = self.r.doc[max(0, h.start - 2): h.start]
-        return any(t.norm_ in ("pas", "not", "no", "sans", "aucun", "without") for t in before)
+        if any(t.norm_ in ("pas", "not", "no", "sans", "aucun", "without") for t in before):
+            return True
+        # "ce n'est plus seulement moi" (but "il n'y a plus que moi" is alone)
+        return h.text.lower().startswith(("seulement", "uniquement", "only")) and \
+            any(t.norm_ in ("plus", "longer") for t in before)
+
+    def _and_others(self, h: SignalHit) -> bool:
+        """ "just me and one colleague", "que moi et ma voisine" """
+        after = self.r.doc[h.end: h.end + 1]
+        return any(t.norm_ in ("et", "and", "+") for t in after)
 
     def _negated_total(self, h: SignalHit) -> bool:
         # "aucun des 8 stagiaires" is total only when it is about failing
@@ -265,7 +285,7 @@ class Extractor:
             if 0 < total <= 500:
                 self._set("users_impacted", total, words=m.group(0))
                 return total
-        only = [h for h in self.r.of("impact.only-me") if not self._negated(h)]
+        only = [h for h in self.r.of("impact.only-me") if not self._negated(h) and not self._and_others(h)]
         if only:
             self._set("users_impacted", 1, only[0])
             return 1
@@ -281,6 +301,7 @@ class Extractor:
             working = clause >= 0 and self.states.get(clause) == "working"
             cands.append((working, m, name))
         if not cands:
+            self._bare_version()
             return
         failing = [c for c in cands if not c[0]] or cands
         working_m, m, name = failing[0]
@@ -294,9 +315,20 @@ class Extractor:
             if v:
                 self._set("browser_version", re.sub(r"\s", "", v.group(1)), words=mm.group(0) + after[:v.end()])
                 return
-        v = _VERSION_LINE.search(text)
-        if v:
-            self._set("browser_version", v.group(1), words=v.group(0).strip())
+        self._bare_version()
+
+    def _bare_version(self) -> None:
+        """ "Version 131.0.6778.86" with no browser name (an answer to our
+        question, or a checklist line): a browser's version has a major
+        number of two or three digits; "Portail 4.12" does not."""
+        text = self._text()
+        for m in _VERSION_BARE.finditer(text):
+            before = text[max(0, m.start() - 25): m.start()].lower()
+            if re.search(r"portail|bandeau|nice|selfcare|logiciel|application|windows|v\.?\s*$", before):
+                continue
+            if 40 <= int(m.group(1).split(".")[0].rstrip("esr ")) <= 250:
+                self._set("browser_version", re.sub(r"\s", "", m.group(1)), words=m.group(0).strip())
+                return
 
     def auth(self) -> None:
         r = self.r
@@ -308,8 +340,10 @@ class Extractor:
         if not otp:
             # "SMS with the one-time code", "code reçu par mail" are caught by otp
             return
-        h = otp[0]
-        window = [x for x in r.of("fields.sms", "fields.mail") if abs(x.sentence - h.sentence) == 0]
+        channels = r.of("fields.sms", "fields.mail")
+        with_channel = [o for o in otp if any(x.sentence == o.sentence for x in channels)]
+        h = with_channel[0] if with_channel else otp[0]
+        window = [x for x in channels if x.sentence == h.sentence]
         if h.text.lower() in ("code",) and not window and not re.search(r"connect|login|auth|identif", r.sentence_text(h.sentence), re.I):
             return
         if window:
@@ -377,13 +411,18 @@ class Extractor:
         name_sentences = {h.sentence for h in r.of("apps.bandeau")}
         name_clauses = {h.clause for h in r.of("apps.bandeau")}
         function_clauses = {h.clause for h in r.of("features.bandeau")}
+        # a whole-bar word about the Bandeau itself, not about one of its buttons
         tot = [h for h in r.of("fields.bandeau-total") if self._not_working(h)
-               and (h.clause in name_clauses or (h.sentence in name_sentences and h.clause not in function_clauses))]
+               and h.clause not in function_clauses
+               and (h.clause in name_clauses or h.sentence in name_sentences)]
+        strong = [h for h in tot if _STRONG_TOTAL.search(h.text)]
         part = r.of("fields.bandeau-partial")
-        if tot:
-            self._set("bandeau_state", "total", tot[0])
+        if strong:
+            self._set("bandeau_state", "total", strong[0])
         elif part or self.fields.get("features"):
             self._set("bandeau_state", "partiel", part[0] if part else None, words="a function of the Bandeau")
+        elif tot:
+            self._set("bandeau_state", "total", tot[0])
 
     def phone_state(self) -> None:
         for h in self.r.of("equipment.sisamu"):
@@ -454,7 +493,9 @@ class Extractor:
                 continue
             if re.search(r"erreur|error|message|affiche|renvoie|obtiens|answers|shows|with|avec|get|indique|"
                          r"bloqué sur|reste sur|on a|ai|:\s*$", ctx) and len(value.split()) >= 1:
-                if re.search(r"(bouton|button|clique|click|statut|status)\s*$", ctx):
+                # a quoted name is a button, a tab or a table, not an error text
+                if re.search(r"(bouton|button|clique|click|statut|status|onglet|tab|tableau|menu|rapport|champ|"
+                             r"page|module|fenêtre|dossier|règle|routage|débordement|profil|lien|link)\s*$", ctx):
                     continue
                 self._set("error_message", value, words=m.group(0))
                 return
@@ -474,7 +515,8 @@ class Extractor:
             self._set("screenshots", True, given[0])
 
 
-def extract_fields(reading: Reading, case: Case, mail: ParsedMail) -> tuple[dict[str, Any], list[Hit]]:
-    ex = Extractor(reading, case, mail)
+def extract_fields(reading: Reading, case: Case, mail: ParsedMail,
+                   answering: bool = False) -> tuple[dict[str, Any], list[Hit]]:
+    ex = Extractor(reading, case, mail, answering)
     fields = ex.run()
     return fields, ex.trace

@@ -643,7 +643,9 @@ def _rest_part(
 ) -> list[QuotedPart]:
     """Everything below a header block/separator: one part, plus the parts
     quoted inside it (a forwarded chain), in reading order."""
-    inner = split_body("\n".join(lines), forward_hint=None if not forwarded else True,
+    # Whatever is nested inside a quoted reply is older conversation, never
+    # new facts: a block below a reply stays a reply quote.
+    inner = split_body("\n".join(lines), forward_hint=forwarded,
                        inside_forward=forwarded, _depth=depth + 1)
     part = QuotedPart(text=inner.new_text, date=date, sender=sender, subject=subject,
                       forwarded=forwarded)

@@ -40,7 +40,7 @@ REQUIRED_SIGNALS = (
     "apps.selfcare", "apps.selfcare-feature",
     "equipment.sisamu", "equipment.local", "equipment.local-software",
     "equipment.network", "equipment.headset", "equipment.pc",
-    "calls.reception-lost", "calls.reception-partial", "calls.call", "calls.line",
+    "calls.reception-lost", "calls.reception-partial", "calls.reception-problem", "calls.call", "calls.line",
     "state.failure", "state.working", "state.negation", "state.correction",
     "state.not-ours", "state.request", "state.question", "state.immediate",
     "impact.total", "impact.partial", "impact.unitary", "impact.unknown",

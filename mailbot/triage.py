@@ -37,8 +37,10 @@ class Engine:
         self.own_addresses = tuple(a.lower() for a in own_addresses)
 
     # ------------------------------------------------------------------
-    def read(self, mail: ParsedMail) -> Reading:
-        parts: list[tuple[str, str, dt.datetime | None]] = [("subject", _clean_subject(mail.subject), mail.date)]
+    def read(self, mail: ParsedMail, *, with_subject: bool = True) -> Reading:
+        parts: list[tuple[str, str, dt.datetime | None]] = []
+        if with_subject:
+            parts.append(("subject", _clean_subject(mail.subject), mail.date))
         parts.append(("body", mail.new_text[:_MAX_TEXT], mail.date))
         for q in mail.forwarded:
             parts.append(("forward", q.text[:_MAX_TEXT], q.date or mail.date))
@@ -58,12 +60,15 @@ class Engine:
         if kind not in ("incident", "followup"):
             return Verdict(kind=kind, trace=tuple(kind_trace))
         if context is not None and context.cas is not None:
+            # An answer in a thread: its subject repeats the first mail's
+            # ("RE: [SAMU-000123] téléphone poste 6"), so only its text counts.
+            reading = self.read(mail, with_subject=False)
             case = Case(context.cas, context.application, context.is_request,
                         [Hit("thread#context", f"{context.cas} {context.application or ''}".strip(), "cas")],
                         clause_states(reading))
         else:
             case = classify_case(reading, self.weights)
-        fields, field_trace = extract_fields(reading, case, mail)
+        fields, field_trace = extract_fields(reading, case, mail, answering=context is not None)
         start = self._start_time(mail, reading)
         if start is not None and not case.is_request:
             fields = {"start_time": start.value, **fields}
@@ -71,8 +76,11 @@ class Engine:
         if case.cas == "D" and kind == "incident":
             fields = {k: v for k, v in fields.items()
                       if k in ("start_time", "error_message", "device_type", "impact_scope", "users_impacted")}
-        if kind == "followup":
-            return Verdict(kind="followup", fields=fields, trace=tuple(kind_trace + field_trace))
+        if kind == "followup" or context is not None:
+            return Verdict(kind="followup", fields=fields, trace=tuple(kind_trace + field_trace),
+                           is_request=case.is_request and context is None,
+                           immediate=reading.has("state.immediate"),
+                           failure_reported=reading.has("state.failure"))
         facts = Facts(case.cas, case.application, fields, is_request=case.is_request,
                       immediate=reading.has("state.immediate"),
                       failure_reported=reading.has("state.failure"))
