@@ -125,6 +125,10 @@ def classify_case(reading: Reading, weights: dict[str, float]) -> Case:
     # ---- applications: names and functions that fail (or are neutral)
     local_spans = [(h.start, h.end) for h in reading.of(*LOCAL_SIGNALS, "equipment.sisamu",
                                                          "apps.not-an-application")]
+    # "le portail d'entrée du parking": once a word is shown to name something
+    # else, its bare uses elsewhere (the subject "Portail bloqué") mean that too
+    hw_clauses = {h.clause for h in reading.of("equipment.sisamu")}
+    shadowed = {t.norm_ for h in reading.of("apps.not-an-application") for t in reading.doc[h.start:h.end]}
     scores: dict[str, float] = {}
     first_pos: dict[str, int] = {}
     app_hits: dict[str, list[SignalHit]] = {}
@@ -135,6 +139,12 @@ def classify_case(reading: Reading, weights: dict[str, float]) -> Case:
                 continue
             # "le portail d'entrée du parking": a longer local name wins
             if any(s <= h.start and h.end <= e and (e - s) > (h.end - h.start) for s, e in local_spans):
+                continue
+            if h.end - h.start == 1 and reading.doc[h.start].norm_ in shadowed:
+                continue
+            # "quand on décroche le combiné": a function word next to the desk
+            # phone is about the phone
+            if h.signal.endswith("-feature") and h.clause in hw_clauses:
                 continue
             # "le fichier Excel des statistiques": the head noun is the local thing
             if any(e <= h.start <= e + 2 and reading.doc[e].norm_ in ("de", "des", "du", "d")
@@ -170,11 +180,13 @@ def classify_case(reading: Reading, weights: dict[str, float]) -> Case:
                if state_of(h, reading, states) != "working"
                and (request or _sentence_fails(reading, h.sentence, states))]
 
-    # an application whose name is only said to work is not the problem
+    # an application said to work, and never said to fail, is not the problem
+    # ("the CTI bar works normally, so the ARM uses the softphone")
     for app in list(scores):
         names = reading.of(APP_SIGNALS[app][0])
-        if names and all(state_of(h, reading, states) == "working" for h in names) and \
-                not any(h.signal == APP_SIGNALS[app][0] for h in app_hits[app]):
+        said_to_work = any(state_of(h, reading, states) == "working" for h in names)
+        said_to_fail = any(state_of(h, reading, states) == "failing" for h in app_hits[app])
+        if said_to_work and not said_to_fail:
             del scores[app]
     # the subject names a local device and the application only by a function word
     subject_local = [h for h in local_failing if reading.parts[h.part].name == "subject"]
