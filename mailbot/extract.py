@@ -415,7 +415,7 @@ class Extractor:
         tot = [h for h in r.of("fields.bandeau-total") if self._not_working(h)
                and h.clause not in function_clauses
                and (h.clause in name_clauses or h.sentence in name_sentences)]
-        strong = [h for h in tot if _STRONG_TOTAL.search(h.text)]
+        strong = [h for h in tot if _STRONG_TOTAL.search(h.text) or h.clause in name_clauses]
         part = r.of("fields.bandeau-partial")
         if strong:
             self._set("bandeau_state", "total", strong[0])
@@ -469,6 +469,8 @@ class Extractor:
         hits = [h for h in self.r.of("equipment.sisamu") if self._not_working(h)]
         if not hits:
             return
+        body_hits = [x for x in hits if self.r.parts[x.part].name != "subject"]
+        hits = body_hits or hits
         first_sentence = hits[0].sentence
         h = max((x for x in hits if x.sentence == first_sentence), key=lambda x: (x.end - x.start, -x.start))
         text = self._text()
