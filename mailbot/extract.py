@@ -121,7 +121,9 @@ class Extractor:
         if cas == "A":
             self.lines_and_reception()
             self.otn()
-        self.impact()
+            self.impact()
+        if cas in ("B", "D", None):
+            self.impact()
         if cas != "A":
             self.environment()
         if cas in ("B", "D") or cas is None:
@@ -134,6 +136,9 @@ class Extractor:
             if app == "bandeau":
                 self.bandeau_state()
                 self.phone_state()
+                if self.fields.get("bandeau_state") == "total":
+                    # the whole bar is down: its functions are not the question
+                    self.fields.pop("features", None)
             if app == "selfcare":
                 self.selfcare()
         if cas == "C":
