@@ -42,8 +42,15 @@ def clause_states(reading: Reading) -> dict[int, str]:
     """working / failing / neutral for each clause that has a state word."""
     failing_tokens: set[int] = set()
     states: dict[int, str] = {}
-    working = reading.of("state.working")
+    idioms = [(h.start, h.end) for h in reading.of("state.idiom")]
+
+    def idiom(h: SignalHit) -> bool:   # "la marche à suivre" says nothing works
+        return any(s <= h.start and h.end <= e for s, e in idioms)
+
+    working = [h for h in reading.of("state.working") if not idiom(h)]
     for h in reading.of("state.failure", "calls.reception-lost"):
+        if idiom(h):
+            continue
         # "n'ont pas le problème" says it works, though it holds "problème"
         if any(w.start <= h.start and h.end <= w.end and (w.end - w.start) > (h.end - h.start) for w in working):
             continue
@@ -185,8 +192,10 @@ def classify_case(reading: Reading, weights: dict[str, float]) -> Case:
     for app in list(scores):
         names = reading.of(APP_SIGNALS[app][0])
         said_to_work = any(state_of(h, reading, states) == "working" for h in names)
-        said_to_fail = any(state_of(h, reading, states) == "failing" for h in app_hits[app])
-        if said_to_work and not said_to_fail:
+        said_to_fail = any(states.get(h.clause) == "failing"
+                           for h in app_hits[app] + reading.of(f"features.{app}"))
+        something_else_fails = any(v == "failing" for v in states.values())
+        if said_to_work and not said_to_fail and something_else_fails:
             del scores[app]
     # the subject names a local device and the application only by a function word
     subject_local = [h for h in local_failing if reading.parts[h.part].name == "subject"]

@@ -41,7 +41,7 @@ REQUIRED_SIGNALS = (
     "equipment.sisamu", "equipment.local", "equipment.local-software",
     "equipment.network", "equipment.headset", "equipment.pc",
     "calls.reception-lost", "calls.reception-partial", "calls.reception-problem", "calls.call", "calls.line",
-    "state.failure", "state.working", "state.negation", "state.correction",
+    "state.failure", "state.working", "state.negation", "state.idiom", "state.correction",
     "state.not-ours", "state.request", "state.question", "state.immediate",
     "impact.total", "impact.partial", "impact.unitary", "impact.unknown",
     "impact.only-me", "impact.others-fine",
