@@ -196,6 +196,8 @@ class Extractor:
         # "Tests Pack OTN : <results>" or "Pack OTN run at 07:05:\n- 15 : ...\n- 112 : ..."
         m = re.match(r"[^:]{0,60}:\s*(.+)", line)
         value = (m.group(1) if m else line).strip()
+        # one sentence: "2 KO sur 6. Le 116 117 n'est pas touché" stops at the full stop
+        value = re.split(r"(?<=[^\d\s])\.\s+(?=[A-ZÀ-Ý])|(?<=\d)\.\s+(?=[A-ZÀ-Ý])", value)[0]
         if not value or len(value) < 4:
             nxt = text[line_end + 1:].split("\n\n")[0].strip() if line_end != -1 else ""
             items = [re.sub(r"^[-•*]\s*", "", x).strip() for x in nxt.split("\n") if x.strip().startswith(("-", "•", "*"))]
