@@ -92,6 +92,8 @@ TEMPLATE_VARIABLES = {
     "delay": "the deadline wording of the criticity, e.g. « sous 24 heures »",
     "round": "1 for the first request, 2 for the second",
     "filed": "true when the ticket is already passed to the support team",
+    "staff": "taken, resolved: the name of the technician who took or resolved the ticket",
+    "resolution": "resolved: the resolution text written by the technician",
 }
 
 DEFAULT_SUBJECT = "Votre demande au support SI-Samu"
@@ -225,6 +227,8 @@ def template_context(plan: ReplyPlan, ticket_number: str | None, to_name: str, o
         "delay": _DELAYS.get(level, ""),
         "round": ctx.get("round", 0),
         "filed": bool(ctx.get("filed", False)),
+        "staff": clean_header_text(ctx.get("staff", ""), 80),
+        "resolution": str(ctx.get("resolution", "")),
     }
 
 
