@@ -17,14 +17,19 @@ venv: $(BIN)/python
 venv-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 
-# Dovecot (IMAP) for the integration tests, from Debian's packages.
+# Debian packages the tests use: Dovecot (a real IMAP server for the
+# integration tests) and Chromium (renders the staff digest to PNG).
+SYSTEM_PACKAGES = dovecot-imapd chromium fonts-dejavu-core
 system-deps:
-	@if ! command -v dovecot >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v dovecot >/dev/null 2>&1 || missing="$$missing dovecot-imapd"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium fonts-dejavu-core"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing dovecot-imapd from Debian's packages"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; \
+	    echo "installing from Debian's packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "dovecot is absent and cannot be installed (need root and apt-get): IMAP integration tests will be skipped"; \
+	    echo "absent and not installable here (need root and apt-get):$$missing — the tests that need them skip"; \
 	  fi; \
 	fi
 

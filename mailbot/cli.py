@@ -137,30 +137,23 @@ def eval_(corpus: str, rules: str, quiet: bool) -> None:
 
 
 @main.command()
-@click.option("--samples", default=str(Path(__file__).resolve().parent.parent / "samples"), show_default=True,
-              type=click.Path(exists=True, file_okay=False), help="Folder of sample .eml files.")
+@click.option("--triage-only", is_flag=True, help="Only triage samples/*.eml and print a table.")
 @click.option("--rules", default=str(DEFAULT_RULES_DIR), show_default=True)
-def demo(samples: str, rules: str) -> None:
-    """Triage the sample mails shipped in the repository and print a table."""
-    engine = _engine(rules)
-    files = sorted(Path(samples).glob("*.eml"))
-    click.echo(f"{'mail':<28} {'kind':<9} {'cas':<3} {'application':<12} {'crit':<4} missing")
-    click.echo("-" * 100)
-    for path in files:
-        mail = _parse_file(path)
-        v = engine.triage(mail)
-        click.echo(f"{path.name:<28} {v.kind:<9} {v.cas or '-':<3} {v.application or '-':<12} "
-                   f"{v.criticity or '-'!s:<4} {', '.join(v.missing) or '-'}")
-        click.echo(f"{'':<28} subject: {mail.subject[:70]}")
-        if v.fields:
-            click.echo(f"{'':<28} fields:  " + "; ".join(f"{k}={v.fields[k]}" for k in v.fields)[:140])
-    click.echo(f"\n{len(files)} mails triaged with the rules in {rules}")
+def demo(triage_only: bool, rules: str) -> None:
+    """The whole behaviour on the embedded default (local Maildir + SQLite under
+    var/demo, no server): triage, questions, a scripted answer, tickets, digest."""
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    if triage_only:
+        engine = _engine(rules)
+        click.echo(f"{'mail':<28} {'kind':<9} {'cas':<3} {'application':<12} {'crit':<4} missing")
+        for path in sorted(samples.glob("*.eml")):
+            v = engine.triage(_parse_file(path))
+            click.echo(f"{path.name:<28} {v.kind:<9} {v.cas or '-':<3} {v.application or '-':<12} "
+                       f"{v.criticity or '-'!s:<4} {', '.join(v.missing) or '-'}")
+        return
+    from mailbot.demo import run_demo
 
-
-# --------------------------------------------------------------- the mailbox loop
-
-EX_OK = 0
-EX_TEMPFAIL = 75   # sysexits(3): "try again later"; the MTA keeps the mail
+    sys.exit(run_demo(click.echo))
 
 
 def _settings(config: str | None):

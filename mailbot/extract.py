@@ -25,7 +25,8 @@ _VERSION_AFTER = re.compile(
     r"^[\s:,(]*(?:esr\s*)?(?:\(?\s*(?:version|v\.?|vers\.?)\s*:?\s*)?(\d{2,3}(?:\.\d+){0,3}(?:\s?esr)?)\b", re.I)
 _VERSION_BARE = re.compile(r"\b(?:version|vers\.)\s*:?\s*(\d{2,3}(?:\.\d+){0,3}(?:\s?esr)?)\b", re.I)
 _STRONG_TOTAL = re.compile(r"inop[ée]rant|inutilisable|totalement|complètement|compl[eè]tement|totally|completely|"
-                           r"ne se lance|gris|blanche|plus rien|rien ne|aucun bouton", re.I)
+                           r"ne se lance|gris\b|blanche|plus rien|rien ne|aucun bouton|fig[ée]|gel[ée]|plant[ée]|"
+                           r"frozen|\bHS\b|hors service", re.I)
 _LINES_RE = re.compile(r"(?<![\d.,:/h])(116\s?117|116\s?000|15|112|114|18|17|119|115)(?!\d|[.,]\d|[:/h%])")
 _ERROR_QUOTED = re.compile(r"[«“\"]\s*([^«»“”\"\n]{3,160}?)\s*[»”\"]")
 _ERROR_CODE = re.compile(
@@ -422,7 +423,7 @@ class Extractor:
         tot = [h for h in r.of("fields.bandeau-total") if self._not_working(h)
                and h.clause not in function_clauses
                and (h.clause in name_clauses or h.sentence in name_sentences)]
-        strong = [h for h in tot if _STRONG_TOTAL.search(h.text) or h.clause in name_clauses]
+        strong = [h for h in tot if _STRONG_TOTAL.search(h.text)]
         part = r.of("fields.bandeau-partial")
         if strong:
             self._set("bandeau_state", "total", strong[0])
