@@ -156,6 +156,10 @@ def demo(triage_only: bool, rules: str) -> None:
     sys.exit(run_demo(click.echo))
 
 
+EX_OK = 0
+EX_TEMPFAIL = 75   # sysexits(3): "try again later"; the MTA keeps the mail
+
+
 def _settings(config: str | None):
     from mailbot.config import load_config
 
