@@ -28,7 +28,7 @@ import datetime as dt
 import logging
 import threading
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,10 @@ class NoSource:
 
     def move(self, mail: RawMail, folder: str) -> None:
         raise RuntimeError("no mailbox to move mail in")
+
+    def move_many(self, mails: Sequence[RawMail], folder: str) -> None:
+        if mails:
+            raise RuntimeError("no mailbox to move mail in")
 
     def wait_for_new(self, timeout: float) -> bool:
         return False

@@ -15,7 +15,7 @@ Error contract (classes in ``mailbot.errors``):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Protocol, runtime_checkable
@@ -71,6 +71,16 @@ class MailSource(Protocol):
         ``IGNORED``) mapped through the adapter's configuration, or a folder
         name used as is. The folder is created when absent. Call only after
         the outcome of the message is durably recorded.
+        """
+        ...
+
+    def move_many(self, mails: Sequence[RawMail], folder: str) -> None:
+        """Move every mail of ``mails`` into ``folder``, in as few server
+        round trips as the mailbox allows (one ``UID MOVE`` with a UID set
+        for IMAP). Same contract as :meth:`move` for each mail: call only
+        after the outcome of every one of them is durably recorded;
+        idempotent; on error some may have moved and the others are still in
+        the inbox (a later poll finds them already done and moves them).
         """
         ...
 

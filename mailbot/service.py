@@ -24,7 +24,10 @@ outages delay replies, never drop them):
    row per (cause, purpose): processing the same mail again can never queue
    a second, different reply.
 4. **move** the mail out of the inbox only after that commit (IMAP MOVE,
-   Maildir rename).
+   Maildir rename). A poll moves the finished mails of its batch together
+   at the end of the batch (``MailSource.move_many``: one ``UID MOVE`` per
+   folder); a crash before that move leaves them in the inbox, where the
+   next poll finds them already done (step 1) and only moves them.
 5. The **outbox** is sent separately (:meth:`Service.send_outbox`): rows are
    leased and committed before SMTP, marked sent after the server's 250. A
    crash between the two re-sends the same bytes with the same Message-ID
@@ -282,15 +285,52 @@ class Service:
         mails = list(self.source.fetch_new(self.settings.poll_batch))
         report.fetched = len(mails)
         mails = self._retries_last(mails)
-        for raw in mails:
-            if stop is not None and stop.is_set():
-                log.info("stop requested: leaving the rest of the batch in the inbox")
-                break
-            self._check_uidvalidity(raw)
-            result = self._handle(raw)
-            report.count(result.outcome)
-            report.replies_queued += result.replies
+        # Mails whose outcome is committed, waiting for the one batched move
+        # at the end of the batch (one IMAP round trip per folder instead of
+        # one per mail). A crash before that move leaves them in the inbox:
+        # the next poll finds them already done and only moves them.
+        moves: list[tuple[RawMail, str]] = []
+        try:
+            for raw in mails:
+                if stop is not None and stop.is_set():
+                    log.info("stop requested: leaving the rest of the batch in the inbox")
+                    break
+                self._check_uidvalidity(raw)
+                result = self._run_unit(raw.raw, raw, move=True, moves=moves)
+                report.count(result.outcome)
+                report.replies_queued += result.replies
+        except BaseException:
+            # The poll stops (store or mailbox unavailable, rule files to
+            # fix...): still file away what is committed, if the mailbox lets
+            # us, and report the error that stopped the poll.
+            try:
+                self._move_batch(moves)
+            except Exception as exc:  # noqa: BLE001 - the original error matters more
+                log.warning("could not move the finished mails of the batch (%s); the next poll will",
+                            type(exc).__name__)
+            raise
+        self._move_batch(moves)
         return report
+
+    def _move_batch(self, moves: list[tuple[RawMail, str]]) -> None:
+        """Move the finished mails of a batch, one ``move_many`` per folder,
+        then pass the ``after_move`` crash point for each."""
+        if not moves:
+            return
+        by_folder: dict[str, list[RawMail]] = {}
+        for raw, folder in moves:
+            by_folder.setdefault(folder, []).append(raw)
+        move_many = getattr(self.source, "move_many", None)
+        for folder, raws in by_folder.items():
+            if move_many is not None:
+                move_many(raws, folder)
+            else:   # a source without batched moves: one at a time
+                for raw in raws:
+                    self.source.move(raw, folder)
+        moves.clear()
+        for raws in by_folder.values():
+            for raw in raws:
+                self.crash("after_move", raw.raw)
 
     def drain(self, stop: threading.Event | None = None, max_polls: int = 10_000) -> PollReport:
         """Poll until the inbox is empty (or nothing moves any more)."""
@@ -313,10 +353,13 @@ class Service:
         retried: set[str] = set()
         try:
             with self._tx(readonly=True) as tx:
+                places: dict[tuple[str, int], list[RawMail]] = {}
                 for m in located:
-                    rec = tx.mail_at(self.settings.source_name, m.mailbox, m.uidvalidity, m.uid)
-                    if rec is not None and rec.outcome == "pending":
-                        retried.add(m.key)
+                    places.setdefault((m.mailbox, m.uidvalidity), []).append(m)   # type: ignore[arg-type]
+                for (mailbox, uidvalidity), group in places.items():
+                    known = tx.mails_at(self.settings.source_name, mailbox, uidvalidity, [m.uid for m in group])
+                    retried.update(m.key for m in group
+                                   if m.uid in known and known[m.uid].outcome == "pending")
         except Exception as exc:
             if self._is_store_error(exc):
                 raise TransientError(f"store unavailable: {type(exc).__name__}") from exc
@@ -355,7 +398,10 @@ class Service:
 
     def _handle(self, raw: RawMail) -> _Result:
         """The whole unit of work for one fetched mail, including the move."""
-        return self._run_unit(raw.raw, raw, move=True)
+        moves: list[tuple[RawMail, str]] = []
+        result = self._run_unit(raw.raw, raw, move=True, moves=moves)
+        self._move_batch(moves)
+        return result
 
     def ingest(self, raw: bytes) -> str:
         """One mail from standard input (an MTA pipe): the same unit of work,
@@ -367,7 +413,10 @@ class Service:
 
     # ---------------------------------------------------------------- one mail
 
-    def _run_unit(self, raw_bytes: bytes, raw: RawMail | None, move: bool) -> _Result:
+    def _run_unit(self, raw_bytes: bytes, raw: RawMail | None, move: bool,
+                  moves: list[tuple[RawMail, str]] | None = None) -> _Result:
+        """Claim, process, commit; then file the mail away: into ``moves``
+        (moved by the caller after the batch) when given, else at once."""
         content_hash = hashlib.sha256(raw_bytes).hexdigest()
         message_id, sender = _quick_headers(raw_bytes)
         mlog = mail_logger(log, message_id)
@@ -391,13 +440,19 @@ class Service:
             # file it away where its outcome says.
             mlog.info("already %s (mail #%d): filed away again", claim.outcome, claim.mail_id)
             if move and raw is not None:
-                self.source.move(raw, FOLDER_OF.get(claim.outcome, IGNORED))
+                self._file_away(raw, FOLDER_OF.get(claim.outcome, IGNORED), moves)
             return _Result("already_done", claim.ticket_id)
 
         if claim.attempts > self.settings.max_attempts:
             reason = f"gave up after {self.settings.max_attempts} attempts"
-            self._quarantine(claim.mail_id, raw, reason, mlog, move)
+            self._quarantine(claim.mail_id, raw, reason, mlog, move, moves)
             return _Result("quarantined", reason=reason)
+
+        if claim.attempts > 1 and moves:
+            # Tried before and not finished: it may kill the bot again. File
+            # away the finished mails of the batch first, so that a poison
+            # mail delays nobody (they would otherwise stay in the inbox).
+            self._move_batch(moves)
 
         # Claimed and committed, not processed yet: a crash from here on
         # (the parser killed by a poison mail) counts one attempt.
@@ -406,7 +461,7 @@ class Service:
             result = self._process(raw_bytes, claim.mail_id, content_hash)
         except _Quarantine as why:
             reason = str(why)
-            self._quarantine(claim.mail_id, raw, reason, mlog, move)
+            self._quarantine(claim.mail_id, raw, reason, mlog, move, moves)
             return _Result("quarantined", reason=reason)
         except TransientError:
             raise
@@ -422,7 +477,7 @@ class Service:
             # only (exception texts can quote mail content).
             mlog.error("%s: %s", reason, mask_text(str(exc)[:300], emails=True))
             mlog.debug("traceback", exc_info=True)
-            self._quarantine(claim.mail_id, raw, reason, mlog, move)
+            self._quarantine(claim.mail_id, raw, reason, mlog, move, moves)
             return _Result("quarantined", reason=reason)
 
         self.crash("after_commit", raw_bytes)
@@ -430,11 +485,20 @@ class Service:
                   f", ticket #{result.ticket_id}" if result.ticket_id else "",
                   f", {result.replies} mail(s) queued" if result.replies else "")
         if move and raw is not None:
-            self.source.move(raw, FOLDER_OF[result.outcome])
-            self.crash("after_move", raw_bytes)
+            self._file_away(raw, FOLDER_OF[result.outcome], moves)
         return result
 
-    def _quarantine(self, mail_id: int, raw: RawMail | None, reason: str, mlog: Any, move: bool) -> None:
+    def _file_away(self, raw: RawMail, folder: str, moves: list[tuple[RawMail, str]] | None) -> None:
+        """Move a mail whose outcome is committed: queued for the batch's
+        move when ``moves`` is given, else now."""
+        if moves is not None:
+            moves.append((raw, folder))
+            return
+        self.source.move(raw, folder)
+        self.crash("after_move", raw.raw)
+
+    def _quarantine(self, mail_id: int, raw: RawMail | None, reason: str, mlog: Any, move: bool,
+                    moves: list[tuple[RawMail, str]] | None = None) -> None:
         now = self._now()
         try:
             with self._tx() as tx:
@@ -445,7 +509,7 @@ class Service:
             raise
         mlog.warning("quarantined: %s", reason)
         if move and raw is not None:
-            self.source.move(raw, QUARANTINE)
+            self._file_away(raw, QUARANTINE, moves)
 
     def _process(self, raw_bytes: bytes, mail_id: int, content_hash: str) -> _Result:
         mail = parse_message(raw_bytes)

@@ -13,7 +13,9 @@ What it guarantees (see the reliability notes, G1/G2/G9):
 * ``move()`` uses ``UID MOVE`` (RFC 6851, atomic) when offered, else
   ``UID COPY`` + ``\\Deleted`` + ``UID EXPUNGE`` (RFC 4315 UIDPLUS), and only as a
   last resort a plain ``EXPUNGE``, which also removes any other message a human
-  flagged ``\\Deleted`` in the inbox (logged as a warning).
+  flagged ``\\Deleted`` in the inbox (logged as a warning). ``move_many()``
+  does the same for a whole batch with one UID set per command (``1:40,42``),
+  one round trip instead of one per mail.
 * ``uidvalidity`` is read at every SELECT and exposed, so the store can notice
   that the stored UIDs have become meaningless (RFC 3501 §2.3.1.1).
 * TLS is verified (``ssl.create_default_context``); a failed STARTTLS never
@@ -38,7 +40,7 @@ import ipaddress
 import logging
 import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
@@ -66,6 +68,12 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (IMAPClient.AbortError, OS
 _IDLE_RENEW_SECONDS = 25 * 60
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+
+# UIDs per MOVE/COPY command of move_many: keeps the command line far below
+# the limits servers put on it (Dovecot: imap_max_line_length, 64 KB; RFC
+# 7162 §4 asks clients to stay under 8 KB) even when no two UIDs are
+# consecutive.
+_MAX_UIDS_PER_COMMAND = 500
 
 
 def _is_loopback(host: str) -> bool:
@@ -400,40 +408,63 @@ class ImapSource:
         Raises ``MailboxError`` when UIDVALIDITY changed since the fetch, since
         the UID would then name another message.
         """
-        if mail.uid is None or mail.mailbox != self._settings.inbox:
-            raise MailboxError(f"{mail.key} does not come from IMAP inbox {self._settings.inbox!r}")
+        self.move_many([mail], folder)
+
+    def move_many(self, mails: Sequence[RawMail], folder: str) -> None:
+        """Move all ``mails`` from the inbox to ``folder`` in one command
+        per step (``UID MOVE <set>``, or ``UID COPY`` / ``UID STORE`` /
+        ``UID EXPUNGE`` with the same set), the set written as ranges.
+
+        Same guarantees as :meth:`move`: idempotent, refuses mails fetched
+        under another UIDVALIDITY (nothing is moved then). ``UID MOVE`` is
+        not atomic across the set (RFC 6851 §3.3 allows the server to move
+        some and fail on others); the mails left behind are found again by
+        the next fetch.
+        """
+        if not mails:
+            return
+        for mail in mails:
+            if mail.uid is None or mail.mailbox != self._settings.inbox:
+                raise MailboxError(f"{mail.key} does not come from IMAP inbox {self._settings.inbox!r}")
         target = self._server_name(self.folder_name(folder))
-        uid = mail.uid
+        uids = sorted({mail.uid for mail in mails if mail.uid is not None})
+        validities = {mail.uidvalidity for mail in mails}
 
         def operation(client: IMAPClient) -> None:
-            if self._uidvalidity != mail.uidvalidity:
+            if validities != {self._uidvalidity}:
                 raise MailboxError(
-                    f"UIDVALIDITY of {mail.mailbox} is now {self._uidvalidity}, not {mail.uidvalidity}: "
-                    f"refusing to move UID {uid}; fetch again"
+                    f"UIDVALIDITY of {self._settings.inbox} is now {self._uidvalidity}, not "
+                    f"{', '.join(map(str, sorted(v for v in validities if v is not None)))}: "
+                    f"refusing to move UIDs {_uid_set(uids)}; fetch again"
                 )
             self._ensure_folder(client, target)
-            try:
-                self._move_one(client, uid, target)
-            except IMAPClientError as exc:
-                if "TRYCREATE" not in _text(exc).upper() or isinstance(exc, IMAPClient.AbortError):
-                    raise
-                # RFC 3501 §6.4.7: the folder vanished (deleted by a human)
-                # since we cached it; create it again and retry once.
-                self._known_folders.discard(target)
-                self._ensure_folder(client, target)
-                self._move_one(client, uid, target)
+            for chunk in _chunks(uids, _MAX_UIDS_PER_COMMAND):
+                uid_set = _uid_set(chunk)
+                try:
+                    self._move_set(client, uid_set, target)
+                except IMAPClientError as exc:
+                    if "TRYCREATE" not in _text(exc).upper() or isinstance(exc, IMAPClient.AbortError):
+                        raise
+                    # RFC 3501 §6.4.7: the folder vanished (deleted by a human)
+                    # since we cached it; create it again and retry once.
+                    self._known_folders.discard(target)
+                    self._ensure_folder(client, target)
+                    self._move_set(client, uid_set, target)
 
         self._run("move", operation)
-        log.debug("moved %s to %r", mail.key, target)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("moved UIDs %s of %s to %r", _uid_set(uids), self._settings.inbox, target)
 
-    def _move_one(self, client: IMAPClient, uid: int, target: str) -> None:
+    def _move_set(self, client: IMAPClient, uid_set: str, target: str) -> None:
+        # IMAPClient sends a str message set as is, so the compact ranges go
+        # on the wire unchanged (a list would be written out UID by UID).
         if self._has(client, "MOVE"):
-            client.move([uid], target)
+            client.move(uid_set, target)
             return
-        client.copy([uid], target)
-        client.add_flags([uid], [DELETED], silent=True)
+        client.copy(uid_set, target)
+        client.add_flags(uid_set, [DELETED], silent=True)
         if self._has(client, "UIDPLUS"):
-            client.uid_expunge([uid])
+            client.uid_expunge(uid_set)
             return
         if not self._warned_plain_expunge:
             log.warning(
@@ -517,6 +548,29 @@ class ImapSource:
             client.logout()
         except Exception:  # noqa: BLE001 - the connection may already be gone
             _shutdown(client)
+
+
+def _uid_set(uids: Sequence[int]) -> str:
+    """RFC 3501 §9 sequence-set of sorted UIDs, consecutive runs as ranges:
+    [1, 2, 3, 7, 9, 10] -> "1:3,7,9:10"."""
+    parts: list[str] = []
+    start = prev = None
+    for uid in uids:
+        if start is None:
+            start = prev = uid
+        elif uid == prev + 1:
+            prev = uid
+        else:
+            parts.append(f"{start}:{prev}" if prev != start else str(start))
+            start = prev = uid
+    if start is not None:
+        parts.append(f"{start}:{prev}" if prev != start else str(start))
+    return ",".join(parts)
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _is_new_mail(response: object) -> bool:

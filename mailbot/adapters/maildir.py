@@ -25,7 +25,7 @@ import logging
 import mailbox
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -164,6 +164,12 @@ class MaildirSource:
             raise MailboxError(f"cannot move {mail.key} to {target}: {exc}") from exc
         self._handed_out.discard(key)
         log.debug("moved %s to %s", mail.key, target.name)
+
+    def move_many(self, mails: Sequence[RawMail], folder: str) -> None:
+        """Move each mail as :meth:`move` does (a rename is local: there is
+        no round trip to save, only the contract to keep)."""
+        for mail in mails:
+            self.move(mail, folder)
 
     def _has_unseen(self) -> bool:
         return bool(_scan(self._root).keys() - self._handed_out)

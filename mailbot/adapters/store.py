@@ -253,9 +253,15 @@ class RetryPolicy:
 _R = TypeVar("_R")
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _record(cls: type[_R], row: Any, **overrides: Any) -> _R:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
     m = row._mapping
-    values = {f.name: m[f.name] for f in dataclasses.fields(cls) if f.name in m}  # type: ignore[arg-type]
+    values = {name: m[name] for name in names if name in m}
     values.update(overrides)
     return cls(**values)
 
@@ -344,6 +350,10 @@ class Store:
         self.retry = retry
         self.dedupe_window = dedupe_window
         self.dialect = engine.dialect.name
+        # Statements of the hot path, built once and executed with their
+        # parameters: SQLAlchemy then reuses the compiled form without
+        # rebuilding and re-hashing the statement for every mail.
+        self._statements: dict[str, Any] = {}
 
     @classmethod
     def open(
@@ -475,6 +485,14 @@ class Tx:
     def _first(self, stmt: Any) -> Any:
         return self.conn.execute(stmt).first()
 
+    def _stmt(self, name: str, build: Any) -> Any:
+        """The statement ``name``, built by ``build()`` once per store."""
+        cache = self.store._statements
+        stmt = cache.get(name)
+        if stmt is None:
+            stmt = cache[name] = build()
+        return stmt
+
     # -- incoming mails -------------------------------------------------------
 
     def claim_mail(
@@ -503,21 +521,25 @@ class Tx:
         mid = normalize_message_id(message_id)
         sender = _addr(sender)
         location = {"source": source, "mailbox": mailbox, "uidvalidity": uidvalidity, "uid": uid}
-        row = self._first(sa.select(mails_seen).where(mails_seen.c.content_hash == content_hash))
+        by_hash = self._stmt("mail_by_hash", lambda: sa.select(mails_seen).where(
+            mails_seen.c.content_hash == sa.bindparam("content_hash")))
+        row = self.conn.execute(by_hash, {"content_hash": content_hash}).first()
         if row is None:
             dup = None
             if mid:
-                dup = self._first(
+                dup_stmt = self._stmt("mail_dup", lambda: (
                     sa.select(mails_seen)
                     .where(
-                        mails_seen.c.message_id == mid,
-                        mails_seen.c.sender == sender,
-                        mails_seen.c.first_seen >= now - self.store.dedupe_window,
+                        mails_seen.c.message_id == sa.bindparam("mid"),
+                        mails_seen.c.sender == sa.bindparam("sender"),
+                        mails_seen.c.first_seen >= sa.bindparam("since", type_=mails_seen.c.first_seen.type),
                         mails_seen.c.duplicate_of.is_(None),
                     )
                     .order_by(mails_seen.c.id)
                     .limit(1)
-                )
+                ))
+                dup = self.conn.execute(
+                    dup_stmt, {"mid": mid, "sender": sender, "since": now - self.store.dedupe_window}).first()
             values: dict[str, Any] = dict(
                 content_hash=content_hash, message_id=mid, sender=sender, first_seen=now,
                 last_attempt=now, attempts=1, outcome="pending", **location,
@@ -527,13 +549,12 @@ class Tx:
                     outcome="ignored", reason=f"duplicate delivery of mail #{dup.id}",
                     finished_at=now, duplicate_of=dup.id, ticket_id=dup.ticket_id,
                 )
-            stmt = (
+            stmt = self._stmt("claim_insert", lambda: (
                 self._insert(mails_seen)
-                .values(**values)
                 .on_conflict_do_nothing(index_elements=["content_hash"])
                 .returning(mails_seen.c.id)
-            )
-            new_id = self.conn.execute(stmt).scalar()
+            ))
+            new_id = self.conn.execute(stmt, values).scalar()
             if new_id is not None:
                 return MailClaim(
                     mail_id=new_id, is_new=True, already_done=dup is not None,
@@ -541,7 +562,7 @@ class Tx:
                     duplicate_of=values.get("duplicate_of"), reason=values.get("reason"),
                 )
             # Lost a race with another claimer of the same bytes: fall through.
-            row = self._first(sa.select(mails_seen).where(mails_seen.c.content_hash == content_hash))
+            row = self.conn.execute(by_hash, {"content_hash": content_hash}).first()
         changes: dict[str, Any] = {k: v for k, v in location.items() if v not in (None, "")}
         if row.outcome not in FINAL_MAIL_OUTCOMES:
             changes.update(attempts=mails_seen.c.attempts + 1, last_attempt=now)
@@ -571,11 +592,16 @@ class Tx:
         values["finished_at"] = now if outcome in FINAL_MAIL_OUTCOMES else None
         if ticket_id is not None:
             values["ticket_id"] = ticket_id
-        self.conn.execute(sa.update(mails_seen).where(mails_seen.c.id == mail_id).values(**values))
-        return self.mail(mail_id)
+        stmt = self._stmt("mail_outcome", lambda: sa.update(mails_seen)
+                          .where(mails_seen.c.id == sa.bindparam("_mail_id")).returning(*mails_seen.c))
+        row = self.conn.execute(stmt, {"_mail_id": mail_id, **values}).first()
+        if row is None:
+            raise LookupError(f"no mail #{mail_id}")
+        return _record(MailRecord, row)
 
     def mail(self, mail_id: int) -> MailRecord:
-        row = self._first(sa.select(mails_seen).where(mails_seen.c.id == mail_id))
+        stmt = self._stmt("mail", lambda: sa.select(mails_seen).where(mails_seen.c.id == sa.bindparam("id")))
+        row = self.conn.execute(stmt, {"id": mail_id}).first()
         if row is None:
             raise LookupError(f"no mail #{mail_id}")
         return _record(MailRecord, row)
@@ -593,6 +619,29 @@ class Tx:
             .limit(1)
         )
         return None if row is None else _record(MailRecord, row)
+
+    def mails_at(self, source: str, mailbox: str, uidvalidity: int, uids: Iterable[int]) -> dict[int, MailRecord]:
+        """:meth:`mail_at` for many UIDs of one mailbox in one query:
+        UID -> the mail last seen there (UIDs never seen are left out)."""
+        wanted = sorted(set(uids))
+        if not wanted:
+            return {}
+        stmt = self._stmt("mails_at", lambda: (
+            sa.select(mails_seen)
+            .where(
+                mails_seen.c.source == sa.bindparam("source"), mails_seen.c.mailbox == sa.bindparam("mailbox"),
+                mails_seen.c.uidvalidity == sa.bindparam("uidvalidity"),
+                mails_seen.c.uid.in_(sa.bindparam("uids", expanding=True)),
+            )
+            .order_by(mails_seen.c.id)
+        ))
+        found: dict[int, MailRecord] = {}
+        for start in range(0, len(wanted), 500):
+            rows = self.conn.execute(stmt, {"source": source, "mailbox": mailbox, "uidvalidity": uidvalidity,
+                                            "uids": wanted[start : start + 500]})
+            for row in rows:
+                found[row.uid] = _record(MailRecord, row)   # ordered by id: the last one wins
+        return found
 
     def mail_counts(self) -> dict[str, int]:
         """Number of mails per outcome."""
@@ -647,33 +696,36 @@ class Tx:
         values.setdefault("fields", {})
         values.setdefault("missing", [])
         values.setdefault("ask_counts", {})
-        stmt = sa.insert(tickets).values(created_at=now, updated_at=now, **values).returning(tickets.c.id)
-        ticket_id = self.conn.execute(stmt).scalar_one()
-        self.conn.execute(
-            sa.update(tickets).where(tickets.c.id == ticket_id).values(number=self.store.format_number(ticket_id))
-        )
-        return self.ticket(ticket_id)
+        stmt = self._stmt("ticket_insert", lambda: sa.insert(tickets).returning(tickets.c.id))
+        ticket_id = self.conn.execute(stmt, {"created_at": now, "updated_at": now, **values}).scalar_one()
+        number = self._stmt("ticket_number", lambda: sa.update(tickets)
+                            .where(tickets.c.id == sa.bindparam("_ticket_id")).returning(*tickets.c))
+        row = self.conn.execute(number, {"_ticket_id": ticket_id,
+                                         "number": self.store.format_number(ticket_id)}).one()
+        return _ticket(row)
 
     def update_ticket(self, ticket_id: int, *, now: dt.datetime, **changes: Any) -> TicketRecord:
         """Change columns of a ticket (``updated_at`` = ``now``). The caller
         records the matching event (``add_event``): the store does not guess
         who did it."""
         values = self._check_ticket_values(changes)
-        result = self.conn.execute(
-            sa.update(tickets).where(tickets.c.id == ticket_id).values(updated_at=now, **values)
-        )
-        if result.rowcount == 0:
+        stmt = self._stmt("ticket_update", lambda: sa.update(tickets)
+                          .where(tickets.c.id == sa.bindparam("_ticket_id")).returning(*tickets.c))
+        row = self.conn.execute(stmt, {"_ticket_id": ticket_id, "updated_at": now, **values}).first()
+        if row is None:
             raise TicketNotFound(ticket_id)
-        return self.ticket(ticket_id)
+        return _ticket(row)
 
     def ticket(self, ticket_id: int, *, for_update: bool = False) -> TicketRecord:
         """The ticket; ``for_update`` locks its row until commit on PostgreSQL
         (read-modify-write of ``fields`` by two workers; SQLite writers are
         already serialised by BEGIN IMMEDIATE)."""
-        stmt = sa.select(tickets).where(tickets.c.id == ticket_id)
         if for_update:
-            stmt = stmt.with_for_update()
-        row = self._first(stmt)
+            stmt = self._stmt("ticket_for_update", lambda: sa.select(tickets)
+                              .where(tickets.c.id == sa.bindparam("id")).with_for_update())
+        else:
+            stmt = self._stmt("ticket", lambda: sa.select(tickets).where(tickets.c.id == sa.bindparam("id")))
+        row = self.conn.execute(stmt, {"id": ticket_id}).first()
         if row is None:
             raise TicketNotFound(ticket_id)
         return _ticket(row)
@@ -794,12 +846,12 @@ class Tx:
         address = _addr(address)
         if not address:
             return False
-        stmt = (
+        stmt = self._stmt("participant_insert", lambda: (
             self._insert(ticket_participants)
-            .values(ticket_id=ticket_id, address=address, role=role, added_at=now)
             .on_conflict_do_nothing(index_elements=["ticket_id", "address"])
-        )
-        return self.conn.execute(stmt).rowcount == 1
+        ))
+        params = {"ticket_id": ticket_id, "address": address, "role": role, "added_at": now}
+        return self.conn.execute(stmt, params).rowcount == 1
 
     def participants(self, ticket_id: int) -> list[Participant]:
         rows = self.conn.execute(
@@ -838,14 +890,14 @@ class Tx:
         if direction not in MESSAGE_DIRECTIONS:
             raise ValueError(f"direction must be one of {MESSAGE_DIRECTIONS}")
         refs = [r for r in (normalize_message_id(x) for x in references) if r]
-        stmt = sa.insert(ticket_messages).values(
+        stmt = self._stmt("message_insert", lambda: sa.insert(ticket_messages).returning(*ticket_messages.c))
+        row = self.conn.execute(stmt, dict(  # noqa: C408 (column names read better as keywords)
             ticket_id=ticket_id, direction=direction, at=at,
             message_id=normalize_message_id(message_id), in_reply_to=normalize_message_id(in_reply_to),
             references=refs, sender=_addr(sender), subject=subject, body_text=body_text,
             new_text=new_text, mail_id=mail_id, outbox_id=outbox_id,
-        ).returning(ticket_messages.c.id)
-        row_id = self.conn.execute(stmt).scalar_one()
-        return self.messages(ticket_id, message_row_id=row_id)[0]
+        )).one()
+        return _record(MessageRecord, row, references=tuple(row._mapping["references"] or ()))
 
     def messages(self, ticket_id: int, *, message_row_id: int | None = None) -> list[MessageRecord]:
         stmt = sa.select(ticket_messages).where(ticket_messages.c.ticket_id == ticket_id)
@@ -871,12 +923,13 @@ class Tx:
         if size is None:
             size = len(content) if content is not None else 0
         keep = content if content is not None and len(content) <= self.store.attachment_cap else None
-        stmt = sa.insert(attachments).values(
+        stmt = self._stmt("attachment_insert", lambda: sa.insert(attachments).returning(
+            *(col for col in attachments.columns if col.name != "content")))
+        row = self.conn.execute(stmt, dict(  # noqa: C408 (column names read better as keywords)
             ticket_id=ticket_id, message_row_id=message_row_id, filename=filename or "",
             content_type=content_type or "", size=size, content=keep, added_at=now,
-        ).returning(attachments.c.id)
-        att_id = self.conn.execute(stmt).scalar_one()
-        return next(a for a in self.attachments(ticket_id) if a.id == att_id)
+        )).one()
+        return _record(AttachmentRecord, row, stored=keep is not None)
 
     def attachments(self, ticket_id: int) -> list[AttachmentRecord]:
         a = attachments.c
@@ -907,11 +960,10 @@ class Tx:
     ) -> EventRecord:
         """Append to the history (the database refuses UPDATE/DELETE on it).
         ``actor``: ``mailbot``, a staff name, or the writer's address."""
-        stmt = sa.insert(events).values(
-            ticket_id=ticket_id, at=at, actor=actor, type=type, data=dict(data or {})
-        ).returning(events.c.id)
-        event_id = self.conn.execute(stmt).scalar_one()
-        row = self._first(sa.select(events).where(events.c.id == event_id))
+        stmt = self._stmt("event_insert", lambda: sa.insert(events).returning(*events.c))
+        row = self.conn.execute(
+            stmt, {"ticket_id": ticket_id, "at": at, "actor": actor, "type": type, "data": dict(data or {})}
+        ).one()
         return _record(EventRecord, row, data=dict(row.data))
 
     def events(
@@ -955,24 +1007,24 @@ class Tx:
         mid = normalize_message_id(message_id)
         if not mid:
             raise ValueError("an outgoing mail needs its Message-ID")
-        stmt = (
+        stmt = self._stmt("outbox_insert", lambda: (
             self._insert(outbox)
-            .values(
-                cause=cause, purpose=purpose, message_id=mid, to_addr=_addr(to_addr), subject=subject,
-                raw=bytes(raw), status="pending", attempts=0, next_attempt_at=now, created_at=now,
-                ticket_id=ticket_id, mail_id=mail_id,
-            )
             .on_conflict_do_nothing(index_elements=["cause", "purpose"])
-            .returning(outbox.c.id)
-        )
-        new_id = self.conn.execute(stmt).scalar()
-        if new_id is not None:
-            return self.outbox_row(new_id), True
+            .returning(*outbox.c)
+        ))
+        new = self.conn.execute(stmt, dict(  # noqa: C408 (column names read better as keywords)
+            cause=cause, purpose=purpose, message_id=mid, to_addr=_addr(to_addr), subject=subject,
+            raw=bytes(raw), status="pending", attempts=0, next_attempt_at=now, created_at=now,
+            ticket_id=ticket_id, mail_id=mail_id,
+        )).first()
+        if new is not None:
+            return _outbox(new), True
         row = self._first(sa.select(outbox).where(outbox.c.cause == cause, outbox.c.purpose == purpose))
         return _outbox(row), False
 
     def outbox_row(self, outbox_id: int) -> OutboxRow:
-        row = self._first(sa.select(outbox).where(outbox.c.id == outbox_id))
+        stmt = self._stmt("outbox_row", lambda: sa.select(outbox).where(outbox.c.id == sa.bindparam("id")))
+        row = self.conn.execute(stmt, {"id": outbox_id}).first()
         if row is None:
             raise LookupError(f"no outbox row #{outbox_id}")
         return _outbox(row)
@@ -1054,11 +1106,13 @@ class Tx:
     def reply_times_to(self, address: str, *, since: dt.datetime) -> list[dt.datetime]:
         """When we queued mails to this address since ``since`` (per-sender
         reply rate limits, reliability §2.5), oldest first."""
-        rows = self.conn.execute(
+        stmt = self._stmt("reply_times", lambda: (
             sa.select(outbox.c.created_at)
-            .where(outbox.c.to_addr == _addr(address), outbox.c.created_at >= since)
+            .where(outbox.c.to_addr == sa.bindparam("to_addr"),
+                   outbox.c.created_at >= sa.bindparam("since", type_=outbox.c.created_at.type))
             .order_by(outbox.c.created_at)
-        )
+        ))
+        rows = self.conn.execute(stmt, {"to_addr": _addr(address), "since": since})
         return [r[0] for r in rows]
 
     def outbox_counts(self) -> dict[str, int]:

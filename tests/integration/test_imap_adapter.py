@@ -125,6 +125,44 @@ def test_move_fallback_without_move_capability(dovecot, imap_account, caplog, ig
     assert ("plain EXPUNGE" in caplog.text) is (not human_deleted_survives)
 
 
+@pytest.mark.parametrize(
+    "ignored",
+    [frozenset(), frozenset({"MOVE"})],
+    ids=["uid-move", "copy-store-uid-expunge"],
+)
+def test_move_many_moves_exactly_the_given_mails(dovecot, imap_account, monkeypatch, ignored) -> None:
+    import mailbot.adapters.imap as imap_module
+
+    # Two UIDs per command, so that seven mails take several commands.
+    monkeypatch.setattr(imap_module, "_MAX_UIDS_PER_COMMAND", 2)
+    raws = [make_mail(n) for n in range(8)]
+    uids = [dovecot.append(imap_account, raw) for raw in raws]
+    # A mail a human flagged \Deleted: the UIDPLUS fallback must leave it alone.
+    flagged_uid = dovecot.append(imap_account, make_mail(9, "Corbeille"), flags=(DELETED,))
+    with ImapSource(replace(imap_account, ignore_capabilities=ignored)) as source:
+        mails = list(source.fetch_new())
+        assert [m.uid for m in mails] == uids
+        kept = mails[3]   # a hole in the UID set: 1:3,5:8
+        chosen = [m for m in mails if m is not kept]
+        source.move_many(chosen[:4], PROCESSED)
+        source.move_many(chosen[4:], QUARANTINE)
+        source.move_many([], IGNORED)                 # nothing to do, no error
+        source.move_many(chosen[:4], PROCESSED)       # replay after a crash: harmless
+        assert [m.uid for m in source.fetch_new()] == [kept.uid]
+    assert [m.raw for m in dovecot.read_folder(imap_account, "Traité")] == [m.raw for m in chosen[:4]]
+    assert [m.raw for m in dovecot.read_folder(imap_account, "Quarantaine")] == [m.raw for m in chosen[4:]]
+    assert "Ignoré" not in dovecot.folders(imap_account)
+    assert [m.uid for m in dovecot.read_folder(imap_account)] == [kept.uid, flagged_uid]
+
+
+def test_uid_set_is_written_as_ranges() -> None:
+    from mailbot.adapters.imap import _uid_set
+
+    assert _uid_set([1, 2, 3, 7, 9, 10]) == "1:3,7,9:10"
+    assert _uid_set([5]) == "5"
+    assert _uid_set([]) == ""
+
+
 def test_reconnects_when_the_server_cuts_the_connection(dovecot, imap_account) -> None:
     raws = [make_mail(n) for n in range(3)]
     for raw in raws:
@@ -185,6 +223,9 @@ def test_uid_from_a_previous_uidvalidity_is_never_moved(dovecot) -> None:
         assert new.uidvalidity == source.uidvalidity and new.key != old.key
         with pytest.raises(MailboxError, match="UIDVALIDITY"):
             source.move(old, PROCESSED)
+        # In a batch too: a single stale mail stops the whole move, nothing moves.
+        with pytest.raises(MailboxError, match="UIDVALIDITY"):
+            source.move_many([new, old], PROCESSED)
     assert [m.raw for m in dovecot.read_folder(user, "Intake")] == [make_mail(2)]
 
 

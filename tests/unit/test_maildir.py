@@ -95,6 +95,20 @@ def test_move_is_idempotent_and_refuses_unknown_mail(tmp_path: Path) -> None:
         source.move(ghost, PROCESSED)
 
 
+def test_move_many_files_every_mail_and_can_be_replayed(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    for n in range(4):
+        deliver(root, n)
+    source = MaildirSource(root)
+    mails = list(source.fetch_new())
+    source.move_many(mails[:3], PROCESSED)
+    source.move_many(mails[:3], PROCESSED)   # replay after a crash: harmless
+    source.move_many([], IGNORED)
+    assert [m.key for m in source.fetch_new()] == [mails[3].key]
+    assert sorted(p.read_bytes() for p in (root / ".Trait&AOk-" / "new").iterdir()) == sorted(
+        m.raw for m in mails[:3])
+
+
 def test_wait_for_new_sees_only_mail_not_handed_out_yet(tmp_path: Path) -> None:
     root = tmp_path / "Maildir"
     deliver(root, 1)
