@@ -651,7 +651,11 @@ class Service:
                  "failure_reported": state.failure_reported}
         if ticket is None:
             assert mail is not None
-            site = self.settings.sites.resolve(mail.from_addr, f"{mail.new_text}\n{mail.signature}") \
+            # the sender's domain first, else the sign-off ("ARM – CRRA 31"): the
+            # last lines and the signature, not a site the body merely names
+            sign_off = "\n".join([line for line in mail.new_text.strip().splitlines()[-3:]
+                                  if len(line.split()) <= 6] + [mail.signature])
+            site = self.settings.sites.resolve(mail.from_addr, sign_off) \
                 if self.settings.sites is not None else None
             if site is not None:
                 values.update(site_code=site.code, site_name=site.name)
