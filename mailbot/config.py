@@ -31,7 +31,6 @@ Example::
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
 import shlex
 import shutil
@@ -57,7 +56,7 @@ from pydantic import (
 
 from mailbot.errors import ConfigError
 from mailbot.masking import MIN_SECRET_LENGTH
-from mailbot.ports import IGNORED, PROCESSED, QUARANTINE
+from mailbot.ports import IGNORED, PROCESSED, QUARANTINE, is_loopback
 from mailbot.rulefiles import DEFAULT_RULES_DIR
 
 
@@ -141,17 +140,8 @@ ClockTime = Annotated[str, AfterValidator(_clock)]
 PositiveSeconds = Annotated[float, Field(gt=0)]
 PositiveHours = Annotated[float, Field(gt=0)]
 
-_LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 
 
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _table() -> Any:

@@ -15,6 +15,8 @@ Error contract (classes in ``mailbot.errors``):
 
 from __future__ import annotations
 
+import ipaddress
+
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -100,3 +102,17 @@ class MailSender(Protocol):
     def send(self, message: EmailMessage) -> None:
         """Hand ``message`` over for delivery, or raise a ``DeliveryError``."""
         ...
+
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1):
+    the only hosts plain-text IMAP/SMTP (``security = "none"``) may reach."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

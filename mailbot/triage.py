@@ -10,7 +10,6 @@ count as facts.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from mailbot.classify import Case, classify_case, clause_states
 from mailbot.extract import extract_fields

@@ -36,7 +36,6 @@ IMAPClient encodes non-ASCII names in modified UTF-7 (RFC 3501 §5.1.3), so
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import ssl
 import time
@@ -49,7 +48,7 @@ from imapclient import DELETED, IMAPClient, SocketTimeout
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
 
 from mailbot.errors import MailboxError
-from mailbot.ports import DEFAULT_FOLDERS, RawMail
+from mailbot.ports import DEFAULT_FOLDERS, RawMail, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,6 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (IMAPClient.AbortError, OS
 # servers may log out an idle client after 30 minutes of inactivity.
 _IDLE_RENEW_SECONDS = 25 * 60
 
-_LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 
 # UIDs per MOVE/COPY command of move_many: keeps the command line far below
 # the limits servers put on it (Dovecot: imap_max_line_length, 64 KB; RFC
@@ -76,13 +74,6 @@ _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 _MAX_UIDS_PER_COMMAND = 500
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,7 +109,7 @@ class ImapSettings:
     def __post_init__(self) -> None:
         if self.security not in ("tls", "starttls", "none"):
             raise ValueError(f"imap security must be 'tls', 'starttls' or 'none', not {self.security!r}")
-        if self.security == "none" and not _is_loopback(self.host):
+        if self.security == "none" and not is_loopback(self.host):
             raise ValueError(
                 f"imap security 'none' sends the password in clear text; it is only accepted "
                 f"for a loopback host, not {self.host!r}"

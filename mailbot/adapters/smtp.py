@@ -30,7 +30,6 @@ between "retry later" and "give up and alert":
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import ssl
@@ -41,25 +40,18 @@ from typing import Literal
 
 import aiosmtplib
 
+from mailbot.ports import is_loopback
 from mailbot.errors import PermanentDeliveryError, TransientDeliveryError
 
 log = logging.getLogger(__name__)
 
 Security = Literal["tls", "starttls", "none"]
 
-_LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 
 # Upper bound on waiting for a connection to finish closing after a send.
 _CLOSE_WAIT_SECONDS = 2.0
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,7 +76,7 @@ class SmtpSettings:
     def __post_init__(self) -> None:
         if self.security not in ("tls", "starttls", "none"):
             raise ValueError(f"smtp security must be 'tls', 'starttls' or 'none', not {self.security!r}")
-        if self.security == "none" and not _is_loopback(self.host):
+        if self.security == "none" and not is_loopback(self.host):
             raise ValueError(
                 f"smtp security 'none' sends mail (and any password) in clear text; it is only "
                 f"accepted for a loopback host, not {self.host!r}"
