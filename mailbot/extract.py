@@ -113,9 +113,6 @@ class Extractor:
     def _text(self) -> str:
         return self.r.text
 
-    def _problem_parts(self) -> set[int]:
-        return {i for i, p in enumerate(self.r.parts) if p.name != "attachments"}
-
     # -- extractors
     def run(self) -> dict[str, Any]:
         cas, app = self.case.cas, self.case.application
@@ -212,7 +209,7 @@ class Extractor:
         explicit = re.search(r"impact\s*:\s*(total|partiel|unitaire|inconnu)", self._text(), re.I)
         if explicit:
             self._set("impact_scope", explicit.group(1).lower(), words=explicit.group(0))
-        total = [h for h in r.of("impact.total") if not self._negated_total(h)]
+        total = r.of("impact.total")
         partial = r.of("impact.partial")
         unitary = [h for h in r.of("impact.unitary") if not self._negated(h) and not self._and_others(h)]
         unknown = r.of("impact.unknown")
@@ -260,10 +257,6 @@ class Extractor:
         """ "just me and one colleague", "que moi et ma voisine" """
         after = self.r.doc[h.end: h.end + 1]
         return any(t.norm_ in ("et", "and", "+") for t in after)
-
-    def _negated_total(self, h: SignalHit) -> bool:
-        # "aucun des 8 stagiaires" is total only when it is about failing
-        return False
 
     def users(self) -> int | None:
         """users_impacted: a head count said in the mail ("3 ARM et un médecin" = 4,

@@ -150,8 +150,3 @@ def build_nlp() -> Language:
 
 def normaliser(nlp: Language) -> Normaliser:
     return nlp.get_pipe("mailbot_norm").normaliser  # type: ignore[attr-defined]
-
-
-def norms_of(nlp: Language, text: str) -> list[str]:
-    """The NORM sequence of a phrase, as rules are matched."""
-    return [t.norm_ for t in nlp(text)]
